@@ -1,0 +1,48 @@
+"""discrete_latents: VQ-VAEs and priors over their codes, composable and on the Hugging Face Hub."""
+
+__version__ = "0.1.0"
+
+from .configs import CausalPriorConfig as CausalPriorConfig
+from .configs import Config as Config
+from .configs import PixelCNNPriorConfig as PixelCNNPriorConfig
+from .configs import VQVAEConfig as VQVAEConfig
+from .decoder import Decoder as Decoder
+from .encoder import Encoder as Encoder
+from .outputs import PriorOutput as PriorOutput
+from .outputs import QuantizerOutput as QuantizerOutput
+from .outputs import VQVAEOutput as VQVAEOutput
+from .priors import PRIORS as PRIORS
+from .priors import BasePrior as BasePrior
+from .priors import CausalPrior as CausalPrior
+from .quantizers import QUANTIZERS as QUANTIZERS
+from .quantizers import BaseQuantizer as BaseQuantizer
+from .quantizers import EMAVectorQuantizer as EMAVectorQuantizer
+from .quantizers import VectorQuantizer as VectorQuantizer
+from .registry import DECODERS as DECODERS
+from .registry import ENCODERS as ENCODERS
+from .registry import Registry as Registry
+from .vqvae import VQVAE as VQVAE
+
+__all__ = [
+    "__version__",
+    "DECODERS",
+    "ENCODERS",
+    "PRIORS",
+    "QUANTIZERS",
+    "BasePrior",
+    "BaseQuantizer",
+    "CausalPrior",
+    "CausalPriorConfig",
+    "Config",
+    "Decoder",
+    "EMAVectorQuantizer",
+    "Encoder",
+    "PixelCNNPriorConfig",
+    "PriorOutput",
+    "QuantizerOutput",
+    "Registry",
+    "VQVAE",
+    "VQVAEConfig",
+    "VQVAEOutput",
+    "VectorQuantizer",
+]

@@ -1,0 +1,114 @@
+"""Crash-safe file writes and strict JSON reads.
+
+A write goes to a temporary sibling, is flushed to disk, then renamed over the final name, so a
+crash leaves either the previous file or the new one, never half of either.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+MAX_JSON_BYTES = 1_000_000  # configs are a few kB; a cap stops a 50 MB file before parsing
+
+
+def fsync_directory(path: Path) -> None:
+    """Make a rename inside ``path`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
+
+
+def dumps_json(obj: Any) -> str:
+    """The one JSON layout the library writes: sorted keys, 2-space indent, no NaN, newline."""
+    return json.dumps(obj, sort_keys=True, indent=2, allow_nan=False) + "\n"
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    atomic_write_bytes(path, dumps_json(obj).encode("utf-8"))
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ConfigError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _reject_constant(name: str) -> float:
+    raise ConfigError(f"{name} is not valid JSON; configs must hold finite numbers")
+
+
+def loads_json(text: str | bytes, source: str = "<string>") -> Any:
+    """Parse JSON strictly: no duplicate keys, no NaN/Infinity, bounded size and depth.
+
+    Raises:
+        ConfigError: naming ``source`` and what is wrong.
+    """
+    if len(text) > MAX_JSON_BYTES:
+        raise ConfigError(f"{source}: {len(text)} bytes is over the {MAX_JSON_BYTES}-byte limit for a config")
+    if isinstance(text, bytes):
+        try:
+            # utf-8-sig: a byte-order mark written by some Windows editors is accepted and dropped.
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{source}: not UTF-8 text ({err})") from None
+    try:
+        value = json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: JSON nested too deeply") from None
+    except ValueError as err:  # json.JSONDecodeError
+        raise ConfigError(f"{source}: invalid JSON ({err})") from None
+    return value
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file strictly (see :func:`loads_json`); a missing file is a ``ConfigError``."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise ConfigError(f"{path}: {size} bytes is over the {MAX_JSON_BYTES}-byte limit for a config")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path.name} not found in {path.parent}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory, expected a JSON file") from None
+    return loads_json(data, source=str(path))
+
+
+def is_finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,50 @@
+"""Building blocks shared by the encoder and the decoder."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class ResBlock(nn.Module):
+    """Two 3x3 convolutions with a skip connection; GroupNorm after the addition, then SiLU.
+
+    The seed places the normalisation after the residual sum rather than inside the branch.
+    Shape-preserving: (B, C, H, W) -> (B, C, H, W).
+
+    Args:
+        channels: C.
+        groups: GroupNorm groups; must divide ``channels``.
+    """
+
+    def __init__(self, channels: int, groups: int = 8) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.norm = nn.GroupNorm(groups, channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv2(F.silu(self.conv1(x)))
+        return F.silu(self.norm(x + h))
+
+
+class Downsample(nn.Module):
+    """A 2x2 stride-2 convolution: (B, C_in, H, W) -> (B, C_out, H/2, W/2); patches do not overlap."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=2, stride=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """A 2x2 stride-2 transposed convolution, the mirror of :class:`Downsample`."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(x)

@@ -1,0 +1,182 @@
+"""The contract every prior follows, the shared sampling loop, and the prior registry."""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..configs import PriorConfig
+from ..hub import HubMixin
+from ..outputs import PriorOutput
+from ..registry import Registry
+from ..sampling import check_sampling_args, sample_logits
+from ..validation import check_indices, check_labels, check_positive_int
+
+
+class BasePrior(nn.Module, HubMixin, ABC):
+    """An autoregressive model of code grids (B, h, w) in raster order, optionally class-conditional.
+
+    Subclasses implement :meth:`_logits` (all positions at once, for training) and
+    :meth:`_next_logits` (one position while sampling); this class handles input checks, label
+    dropout, classifier-free guidance and the sampling loop, so every prior behaves alike.
+
+    Args:
+        config: a subclass of :class:`~discrete_latents.configs.PriorConfig`.
+    """
+
+    api_version: ClassVar[int] = 1
+    config_class: ClassVar[type[PriorConfig]] = PriorConfig
+
+    def __init__(self, config: PriorConfig) -> None:
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise TypeError(f"config: expected a {self.config_class.__name__}, got {type(config).__name__}")
+        self.config = config
+
+    # properties --------------------------------------------------------------------------------
+    @property
+    def codebook_size(self) -> int:
+        """K; the start token's id."""
+        return self.config.codebook_size
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        return self.config.grid_size
+
+    @property
+    def num_codes(self) -> int:
+        """h * w, the length of the raster-scanned sequence."""
+        return self.grid_size[0] * self.grid_size[1]
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    @property
+    def null_label(self) -> int:
+        """The "no label" id used for label dropout and unconditional sampling."""
+        return self.config.num_classes
+
+    # subclass hooks ----------------------------------------------------------------------------
+    @abstractmethod
+    def _logits(self, indices: Tensor, cond: Tensor | None) -> Tensor:
+        """(B, h, w) codes and (B,) labels (``null_label`` = none) -> (B, h, w, K) logits."""
+
+    @abstractmethod
+    def _next_logits(self, codes: Tensor, position: int, cond: Tensor | None, state: Any) -> Tensor:
+        """Logits (B, K) of raster position ``position`` given ``codes[:, :position]`` (B, h*w)."""
+
+    def _start_sampling(self, batch: int, cond: Tensor | None, use_cache: bool) -> Any:
+        """Per-call sampling state (a key/value cache, say); ``None`` by default."""
+        return None
+
+    # labels ------------------------------------------------------------------------------------
+    def _condition(self, labels: object, batch: int) -> Tensor | None:
+        """Validated labels (B,) with the null id for "none", or ``None`` for unconditional priors."""
+        if self.num_classes == 0:
+            if labels is not None:
+                raise ValueError("labels: this prior is unconditional (num_classes=0); pass labels=None")
+            return None
+        device = next(self.parameters()).device
+        if labels is None:
+            if self.config.label_dropout == 0:
+                raise ValueError(f"labels: this prior is conditional on {self.num_classes} classes and was built"
+                                 " without label dropout, so it needs labels")
+            return torch.full((batch,), self.null_label, dtype=torch.long, device=device)
+        return check_labels(labels, self.num_classes, batch).to(device)
+
+    # training ----------------------------------------------------------------------------------
+    def forward(self, indices: Tensor, labels: Tensor | None = None) -> PriorOutput:
+        """Next-code logits and cross-entropy for a batch of code grids.
+
+        Args:
+            indices: (B, h, w) int64 codes in [0, K).
+            labels: (B,) int64 classes, for a conditional prior; ``None`` means "no label".
+
+        Returns:
+            :class:`~discrete_latents.PriorOutput` with ``logits`` (B, h, w, K) and ``loss``, the
+            mean negative log-likelihood in nats per code.
+        """
+        indices = check_indices(indices, self.codebook_size, self.grid_size)
+        cond = self._condition(labels, indices.shape[0])
+        if cond is not None and self.training and self.config.label_dropout > 0:
+            # Label dropout: the same model learns p(codes) and p(codes | class) (for guidance).
+            dropped = torch.rand(cond.shape, device=cond.device) < self.config.label_dropout
+            cond = cond.masked_fill(dropped, self.null_label)
+        logits = self._logits(indices, cond)
+        loss = F.cross_entropy(logits.flatten(0, 2).float(), indices.flatten())
+        return PriorOutput(logits=logits, loss=loss)
+
+    @torch.no_grad()
+    def nll(self, indices: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Per-image negative log-likelihood (B,) in nats per code (eval mode, no label dropout)."""
+        indices = check_indices(indices, self.codebook_size, self.grid_size)
+        cond = self._condition(labels, indices.shape[0])
+        logits = self._logits(indices, cond).float()
+        per_code = F.cross_entropy(logits.permute(0, 3, 1, 2), indices, reduction="none")  # (B, h, w)
+        return per_code.flatten(1).mean(1)
+
+    def bits_per_image(self, nats_per_code: Tensor | float) -> Tensor | float:
+        """Convert nats per code to bits per image (h * w codes per image)."""
+        return nats_per_code * self.num_codes / math.log(2)
+
+    # sampling ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, num_samples: int, temperature: float = 1.0, top_k: int | None = None,
+               top_p: float | None = None, labels: Tensor | None = None, guidance_scale: float = 1.0,
+               generator: torch.Generator | None = None, use_cache: bool = True) -> Tensor:
+        """Generate code grids one code at a time in raster order.
+
+        Args:
+            num_samples: N.
+            temperature: softmax temperature; 0 is greedy decoding. Default 1.
+            top_k: keep only the k most likely codes (None = all).
+            top_p: nucleus sampling mass in (0, 1] (None = all).
+            labels: (N,) classes for a conditional prior; ``None`` samples unconditionally.
+            guidance_scale: classifier-free guidance; 1 is plain conditional sampling.
+            generator: a ``torch.Generator`` for reproducible draws.
+            use_cache: reuse keys/values of earlier positions (same codes, faster).
+
+        Returns:
+            (N, h, w) int64 codes.
+
+        Example:
+            >>> from discrete_latents import CausalPrior, CausalPriorConfig
+            >>> prior = CausalPrior(CausalPriorConfig(codebook_size=16, grid_size=(3, 3), n_layer=1,
+            ...                                       n_head=2, n_embd=16))
+            >>> prior.sample(2).shape
+            torch.Size([2, 3, 3])
+        """
+        num_samples = check_positive_int(num_samples, "num_samples")
+        check_sampling_args(temperature, top_k, top_p, guidance_scale)
+        cond = self._condition(labels, num_samples)
+        guided = cond is not None and labels is not None and guidance_scale != 1.0
+        if guided:
+            if self.config.label_dropout == 0:
+                raise ValueError("guidance_scale: guidance needs a prior trained with label dropout > 0")
+            cond = torch.cat([cond, torch.full_like(cond, self.null_label)])  # type: ignore[list-item]
+        device = next(self.parameters()).device
+        batch = num_samples * (2 if guided else 1)
+        was_training = self.training
+        self.eval()
+        try:
+            codes = torch.zeros(batch, self.num_codes, dtype=torch.long, device=device)
+            state = self._start_sampling(batch, cond, use_cache)
+            for position in range(self.num_codes):
+                logits = self._next_logits(codes, position, cond, state).float()
+                if guided:
+                    conditional, unconditional = logits.chunk(2)
+                    logits = unconditional + guidance_scale * (conditional - unconditional)
+                nxt = sample_logits(logits, temperature, top_k, top_p, generator)
+                codes[:, position] = nxt.repeat(2) if guided else nxt
+        finally:
+            self.train(was_training)
+        return codes[:num_samples].view(num_samples, *self.grid_size)
+
+
+PRIORS: Registry[type[BasePrior]] = Registry("priors", BasePrior, "discrete_latents.priors")

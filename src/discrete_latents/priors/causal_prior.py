@@ -1,0 +1,174 @@
+"""The seed's prior: a decoder-only transformer over raster-scanned codes (nanoGPT-shaped)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from ..configs import CausalPriorConfig
+from .base import PRIORS, BasePrior
+
+
+class KVCache:
+    """Keys and values of every layer for positions already seen, preallocated to full length."""
+
+    def __init__(self, n_layer: int, batch: int, n_head: int, length: int, head_dim: int,
+                 device: torch.device, dtype: torch.dtype) -> None:
+        shape = (n_layer, batch, n_head, length, head_dim)
+        self.keys = torch.empty(shape, device=device, dtype=dtype)
+        self.values = torch.empty(shape, device=device, dtype=dtype)
+        self.length = 0  # positions filled so far (advanced once all layers have written)
+
+    def extend(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store (B, H, T, hd) new keys/values of ``layer``; return all keys/values up to them."""
+        end = self.length + k.shape[2]
+        self.keys[layer, :, :, self.length:end] = k
+        self.values[layer, :, :, self.length:end] = v
+        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: CausalPriorConfig, layer: int) -> None:
+        super().__init__()
+        self.layer, self.n_head, self.dropout = layer, config.n_head, config.dropout
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+        q, k, v = rearrange(self.c_attn(x), "b t (three h d) -> three b h t d", three=3, h=self.n_head)
+        dropout = self.dropout if self.training else 0.0
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
+        else:
+            start, steps = cache.length, q.shape[2]
+            k, v = cache.extend(self.layer, k, v)
+            if steps == 1:  # the newest position may see every cached one: no mask at all
+                y = F.scaled_dot_product_attention(q, k, v)
+            else:
+                # The query block is shorter than the keys, so is_causal=True would align the
+                # triangle to the wrong corner; query i sits at absolute position start + i.
+                keys = torch.arange(start + steps, device=x.device)
+                queries = torch.arange(start, start + steps, device=x.device)
+                y = F.scaled_dot_product_attention(q, k, v, attn_mask=keys[None, :] <= queries[:, None])
+        return self.resid_dropout(self.c_proj(rearrange(y, "b h t d -> b t (h d)")))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: CausalPriorConfig) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, config: CausalPriorConfig, layer: int) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = CausalSelfAttention(config, layer)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+        x = x + self.attn(self.ln_1(x), cache)
+        return x + self.mlp(self.ln_2(x))
+
+
+@PRIORS.register("causal_transformer")
+class CausalPrior(BasePrior):
+    """A GPT over the raster-scanned code grid; the seed's prior with the ``mnist`` preset.
+
+    The sequence is ``[class token] [start token K] c_0 ... c_{L-2}`` and position ``i`` of the
+    codes predicts ``c_i``; the class token is present only when ``num_classes > 0`` (its id
+    ``num_classes`` means "no label"). The output head is tied to the token embedding.
+
+    Args:
+        config: a :class:`~discrete_latents.CausalPriorConfig`; default the seed's 128 wide,
+            8 heads, 3 blocks over 7x7 grids of 100 codes.
+
+    Example:
+        >>> import torch
+        >>> prior = CausalPrior(CausalPriorConfig(codebook_size=16, grid_size=(3, 3), n_layer=1,
+        ...                                       n_head=2, n_embd=16))
+        >>> out = prior(torch.randint(0, 16, (2, 3, 3)))
+        >>> out.logits.shape
+        torch.Size([2, 3, 3, 16])
+    """
+
+    config_class = CausalPriorConfig
+    config: CausalPriorConfig
+
+    def __init__(self, config: CausalPriorConfig | None = None) -> None:
+        super().__init__(config if config is not None else CausalPriorConfig())
+        cfg = self.config
+        self.prefix = 2 if cfg.num_classes else 1  # [class token] + start token
+        self.wte = nn.Embedding(cfg.codebook_size + 1, cfg.n_embd)  # codes + start token
+        self.wpe = nn.Embedding(self.num_codes - 1 + self.prefix, cfg.n_embd)
+        self.class_emb = nn.Embedding(cfg.num_classes + 1, cfg.n_embd) if cfg.num_classes else None
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg, layer) for layer in range(cfg.n_layer))
+        self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
+        self.apply(self._init_weights)
+        for name, param in self.named_parameters():
+            if name.endswith("c_proj.weight"):  # GPT-2: residual projections scaled by depth
+                nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def _embed(self, tokens: Tensor, cond: Tensor | None, start: int) -> Tensor:
+        """Embed (B, T) token ids at absolute positions start..start+T-1 (class token at 0)."""
+        x = self.wte(tokens)
+        if cond is not None and start == 0:
+            x = torch.cat([self.class_emb(cond)[:, None], x], dim=1)  # type: ignore[misc]
+        positions = torch.arange(start, start + x.shape[1], device=tokens.device)
+        return self.drop(x + self.wpe(positions))
+
+    def _run(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+        for block in self.blocks:
+            x = block(x, cache)
+        if cache is not None:
+            cache.length += x.shape[1]
+        # Tied head: logits against the code embeddings only (the start token is never predicted).
+        return F.linear(self.ln_f(x), self.wte.weight[: self.codebook_size])
+
+    def _tokens(self, codes: Tensor, upto: int) -> Tensor:
+        """Start token followed by the first ``upto`` codes of (B, L): (B, upto + 1)."""
+        start = torch.full((codes.shape[0], 1), self.codebook_size, dtype=torch.long, device=codes.device)
+        return torch.cat([start, codes[:, :upto]], dim=1)
+
+    def _logits(self, indices: Tensor, cond: Tensor | None) -> Tensor:
+        flat = rearrange(indices, "b h w -> b (h w)")
+        logits = self._run(self._embed(self._tokens(flat, self.num_codes - 1), cond, 0))
+        logits = logits[:, self.prefix - 1:]  # (B, L, K): outputs at the start token onward
+        return rearrange(logits, "b (h w) k -> b h w k", h=self.grid_size[0])
+
+    def _start_sampling(self, batch: int, cond: Tensor | None, use_cache: bool) -> Any:
+        if not use_cache:
+            return None
+        param = self.wte.weight
+        return KVCache(self.config.n_layer, batch, self.config.n_head, self.num_codes - 1 + self.prefix,
+                       self.config.n_embd // self.config.n_head, param.device, param.dtype)
+
+    def _next_logits(self, codes: Tensor, position: int, cond: Tensor | None, state: Any) -> Tensor:
+        if state is None:  # recompute the whole prefix
+            return self._run(self._embed(self._tokens(codes, position), cond, 0))[:, -1]
+        if position == 0:  # the prefix: [class token] start token
+            return self._run(self._embed(self._tokens(codes, 0), cond, 0), state)[:, -1]
+        step = codes[:, position - 1: position]  # only the newest code is new
+        return self._run(self._embed(step, None, state.length), state)[:, -1]

@@ -1,0 +1,63 @@
+"""The contract every quantizer follows, and the registry that names them."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..outputs import QuantizerOutput
+from ..registry import Registry
+from ..validation import check_finite, check_indices
+
+
+class BaseQuantizer(nn.Module, ABC):
+    """A module mapping continuous latents (B, D, h, w) to discrete codes.
+
+    Subclasses set ``dim`` and ``codebook_size`` and implement :meth:`forward` and
+    :meth:`indices_to_codes`. In eval mode a quantizer is pure: no statistics change.
+
+    Attributes:
+        dim: D, the width of the latents it accepts.
+        codebook_size: K, the number of distinct ids per index.
+        index_shape: trailing axes of ``indices`` after (B, h, w); ``()`` for one code per
+            cell, ``(Q,)`` for a quantizer with Q codebooks. A prior models quantizers with ``()``.
+    """
+
+    api_version: ClassVar[int] = 1  # plugins built against another contract version are refused
+    index_shape: tuple[int, ...] = ()
+    dim: int
+    codebook_size: int
+
+    @abstractmethod
+    def forward(self, z: Tensor) -> QuantizerOutput:
+        """Quantize (B, D, h, w) latents; see :class:`~discrete_latents.QuantizerOutput`."""
+
+    @abstractmethod
+    def indices_to_codes(self, indices: Tensor) -> Tensor:
+        """Map (B, h, w, *index_shape) ids to (B, D, h, w) code vectors."""
+
+    def check_latents(self, z: object) -> Tensor:
+        """Validate the input of :meth:`forward`; a clear error names the expected shape."""
+        if not isinstance(z, Tensor):
+            raise TypeError(f"latents: expected a torch.Tensor of shape (B, {self.dim}, h, w), got {type(z).__name__}")
+        if not z.is_floating_point():
+            raise TypeError(f"latents: expected a float tensor, got dtype {z.dtype}")
+        if z.ndim != 4 or z.shape[1] != self.dim or z.shape[0] == 0:
+            raise ValueError(f"latents: expected shape (B, {self.dim}, h, w) with B >= 1, got {tuple(z.shape)}")
+        check_finite(z, "latents")
+        return z
+
+    def check_indices(self, indices: object) -> Tensor:
+        return check_indices(indices, self.codebook_size, trailing=self.index_shape)
+
+    @staticmethod
+    def perplexity_of(counts: Tensor) -> Tensor:
+        """exp(entropy) of a code histogram: K when all codes are used equally, 1 when one is."""
+        probs = counts.float() / counts.sum().clamp_min(1)
+        return torch.special.entr(probs).sum().exp()
+
+
+QUANTIZERS: Registry[type[BaseQuantizer]] = Registry("quantizers", BaseQuantizer, "discrete_latents.quantizers")

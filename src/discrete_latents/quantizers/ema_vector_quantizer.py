@@ -1,0 +1,66 @@
+"""Vector quantization with a codebook updated by exponential moving averages."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .. import distributed
+from .base import QUANTIZERS
+from .codebook import CodebookQuantizer, _check_float
+
+
+@QUANTIZERS.register("vq_ema")
+class EMAVectorQuantizer(CodebookQuantizer):
+    """VQ whose codes are moving averages of the encoder outputs assigned to them.
+
+    Paper appendix A.1 (arXiv 1711.00937): per code, N_i <- g N_i + (1 - g) n_i and
+    m_i <- g m_i + (1 - g) sum of its z_e; e_i = m_i / N_i with Laplace-smoothed N_i so that a
+    code never used does not divide by zero. The codebook term of Eq. 3 is replaced by this
+    update, so ``codebook_loss`` is zero and ``loss = beta * commitment_loss``.
+
+    Args:
+        dim: D. codebook_size: K. beta: commitment weight (default 0.25).
+        decay: g, the EMA decay. Default 0.99.
+        eps: Laplace smoothing of the counts. Default 1e-5.
+        **health: ``kmeans_init``, ``restart_dead_codes`` ..., off by default.
+
+    Example:
+        >>> import torch
+        >>> vq = EMAVectorQuantizer(dim=8, codebook_size=16)
+        >>> vq(torch.randn(2, 8, 4, 4)).codebook_loss.item()
+        0.0
+    """
+
+    learned_by_gradient = False
+
+    def __init__(self, dim: int, codebook_size: int = 512, beta: float = 0.25, decay: float = 0.99,
+                 eps: float = 1e-5, **health: object) -> None:
+        super().__init__(dim, codebook_size, beta, **health)  # type: ignore[arg-type]
+        _check_float("decay", decay, 0.0, 1.0, high_open=True)
+        _check_float("eps", eps, 1e-12, 1.0)
+        self.decay, self.eps = float(decay), float(eps)
+        initial = torch.randn(codebook_size, dim)
+        self.register_buffer("weight", initial.clone())
+        self.register_buffer("cluster_size", torch.ones(codebook_size))
+        self.register_buffer("embed_sum", initial.clone())
+
+    @property
+    def codebook(self) -> Tensor:
+        return self.weight
+
+    @torch.no_grad()
+    def _set_codes(self, rows: Tensor, values: Tensor) -> None:
+        self.weight[rows] = values
+        self.cluster_size[rows] = 1.0  # a light count, so the code follows its first assignments
+        self.embed_sum[rows] = values
+
+    @torch.no_grad()
+    def _update_codebook(self, flat: Tensor, indices: Tensor, counts: Tensor) -> None:
+        sums = torch.zeros_like(self.embed_sum).index_add_(0, indices, flat)
+        distributed.all_reduce_sum(sums)  # counts arrive already summed over ranks
+        self.cluster_size.lerp_(counts, 1.0 - self.decay)
+        self.embed_sum.lerp_(sums, 1.0 - self.decay)
+        total = self.cluster_size.sum()
+        smoothed = (self.cluster_size + self.eps) / (total + self.codebook_size * self.eps) * total
+        self.weight.copy_(self.embed_sum / smoothed.unsqueeze(1))

@@ -1,0 +1,205 @@
+"""Name -> class registries for swappable components, with lazy entry-point plugins.
+
+Built-ins register themselves on import with a decorator. Third-party packages declare entry
+points, for example in their ``pyproject.toml``::
+
+    [project.entry-points."discrete_latents.quantizers"]
+    fsq_plus = "my_package.fsq:FSQPlus"
+
+Plugins are found lazily: listing names reads package metadata only, and a plugin is imported on
+the first ``get`` of its name. A plugin that fails to import never breaks ``import
+discrete_latents``; its name then raises :class:`PluginLoadError` carrying the import error.
+Set ``DISCRETE_LATENTS_DISABLE_PLUGINS=1`` to turn discovery off.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import os
+import re
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from importlib import metadata
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar
+
+from .errors import PluginConflictError, PluginLoadError, UnknownComponentError
+
+T = TypeVar("T", bound=type)
+NAME_PATTERN = re.compile(r"^[a-z0-9_][a-z0-9_.-]{0,63}$")
+DISABLE_ENV = "DISCRETE_LATENTS_DISABLE_PLUGINS"
+
+
+def plugins_disabled() -> bool:
+    return os.environ.get(DISABLE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+class Registry(Generic[T]):
+    """A named collection of component classes that all derive from ``base``.
+
+    Args:
+        kind: plural noun used in messages, e.g. ``"quantizers"``.
+        base: every registered class must be a subclass of it.
+        group: the entry-point group searched for plugins.
+
+    Example:
+        >>> from discrete_latents import QUANTIZERS
+        >>> "vq" in QUANTIZERS.names()
+        True
+    """
+
+    def __init__(self, kind: str, base: type, group: str) -> None:
+        self.kind = kind
+        self.base = base
+        self.group = group
+        self._classes: dict[str, T] = {}
+        self._plugins: dict[str, metadata.EntryPoint] | None = None  # discovered, not yet imported
+        self._failed: dict[str, BaseException] = {}
+
+    # registration -------------------------------------------------------------------------
+    def register(self, name: str, *, override: bool = False) -> Callable[[T], T]:
+        """Class decorator registering ``cls`` under ``name``."""
+
+        def decorator(cls: T) -> T:
+            self.add(name, cls, override=override)
+            return cls
+
+        return decorator
+
+    def add(self, name: str, cls: T, *, override: bool = False) -> None:
+        """Register ``cls`` under ``name``; a taken name raises unless ``override=True``."""
+        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+            raise ValueError(f"invalid {self.kind} name {name!r}: use lowercase letters, digits, '_', '.', '-'")
+        self._check_class(name, cls)
+        if name in self._classes and not override and self._classes[name] is not cls:
+            raise ValueError(f"{self.kind} name {name!r} is already taken by {self._classes[name].__qualname__};"
+                             " pass override=True to replace it")
+        self._classes[name] = cls
+        cls.registry_name = name  # type: ignore[attr-defined]  # lets a model save which name built it
+
+    def _check_class(self, name: str, cls: Any) -> None:
+        if not (isinstance(cls, type) and issubclass(cls, self.base)):
+            raise PluginLoadError(
+                f"{self.kind} {name!r} must be a subclass of {self.base.__module__}.{self.base.__qualname__},"
+                f" got {cls!r}"
+            )
+
+    # lookup -------------------------------------------------------------------------------
+    def names(self, pattern: str = "*") -> list[str]:
+        """Sorted names of built-in and plugin components matching the fnmatch ``pattern``."""
+        return sorted(n for n in set(self._classes) | set(self._discover()) if fnmatch.fnmatchcase(n, pattern))
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self.names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self.names())
+
+    def as_mapping(self) -> Mapping[str, T]:
+        """A read-only view of the components imported so far."""
+        return MappingProxyType(self._classes)
+
+    def get(self, name: str) -> T:
+        """The class registered as ``name``, importing its plugin on first use.
+
+        Raises:
+            UnknownComponentError: no such name (the message lists the known ones).
+            PluginLoadError: the plugin providing ``name`` failed to import or breaks the contract.
+        """
+        if name in self._classes:
+            return self._classes[name]
+        if name in self._failed:
+            raise PluginLoadError(f"the plugin providing {self.kind} {name!r} failed to load: {self._failed[name]!r}") \
+                from self._failed[name]
+        entry = self._discover().get(name)
+        if entry is None:
+            known = self.names()
+            close = difflib.get_close_matches(str(name), known, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            off = f" (plugin discovery is off: {DISABLE_ENV} is set)" if plugins_disabled() else ""
+            raise UnknownComponentError(f"unknown {self.kind[:-1]} {name!r}{hint} Known {self.kind}: {known}{off}")
+        return self._load(name, entry)
+
+    def create(self, name: str, **kwargs: Any) -> Any:
+        """Instantiate the component ``name`` with ``kwargs``."""
+        return self.get(name)(**kwargs)
+
+    # plugins ------------------------------------------------------------------------------
+    def _discover(self) -> dict[str, metadata.EntryPoint]:
+        if plugins_disabled():
+            return {}
+        if self._plugins is None:
+            found: dict[str, metadata.EntryPoint] = {}
+            try:
+                entries = list(metadata.entry_points(group=self.group))
+            except Exception as err:  # broken metadata of some installed package
+                warnings.warn(f"could not read {self.group} entry points: {err!r}", RuntimeWarning, stacklevel=3)
+                entries = []
+            for entry in entries:
+                if entry.name in self._classes:
+                    # Built-ins always win, so installing a package can never silently change a model.
+                    warnings.warn(f"plugin {entry.value!r} reuses the built-in {self.kind[:-1]} name {entry.name!r};"
+                                  " the built-in is kept", RuntimeWarning, stacklevel=3)
+                    continue
+                if entry.name in found and found[entry.name].value != entry.value:
+                    self._failed[entry.name] = PluginConflictError(
+                        f"two plugins register {self.kind[:-1]} {entry.name!r}:"
+                        f" {found[entry.name].value!r} and {entry.value!r}; uninstall one")
+                    continue
+                found[entry.name] = entry
+            for name in self._failed:
+                found.pop(name, None)
+            self._plugins = found
+        return self._plugins
+
+    def _load(self, name: str, entry: metadata.EntryPoint) -> T:
+        try:
+            cls = entry.load()
+        except (KeyboardInterrupt, GeneratorExit):
+            raise
+        except BaseException as err:  # SyntaxError, SystemExit ... in third-party code must not escape
+            self._failed[name] = err
+            warnings.warn(f"plugin {entry.value!r} for {self.kind[:-1]} {name!r} failed to import: {err!r}",
+                          RuntimeWarning, stacklevel=3)
+            raise PluginLoadError(f"the plugin {entry.value!r} providing {self.kind} {name!r} failed to import:"
+                                  f" {err!r}") from err
+        try:
+            self._check_class(name, cls)
+        except PluginLoadError as err:
+            self._failed[name] = err
+            raise
+        if name in self._classes and self._classes[name] is not cls:  # registered itself under the name on import
+            raise PluginConflictError(f"{self.kind[:-1]} {name!r} registered twice while loading {entry.value!r}")
+        self._classes[name] = cls
+        cls.registry_name = name
+        return cls
+
+    def failed_plugins(self) -> dict[str, BaseException]:
+        """Plugins that could not be loaded, with their errors."""
+        self._discover()
+        return dict(self._failed)
+
+    def _snapshot(self) -> tuple[dict[str, T], dict[str, metadata.EntryPoint] | None, dict[str, BaseException]]:
+        return dict(self._classes), None if self._plugins is None else dict(self._plugins), dict(self._failed)
+
+    def _restore(self, state: tuple[dict[str, T], dict[str, metadata.EntryPoint] | None,
+                                    dict[str, BaseException]]) -> None:
+        self._classes, self._plugins, self._failed = dict(state[0]), state[1], dict(state[2])
+
+    def reset_plugins(self) -> None:
+        """Forget discovered plugins so the next lookup scans entry points again."""
+        self._plugins = None
+        self._failed.clear()
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, names={self.names()})"
+
+
+from torch import nn  # noqa: E402  (kept next to the instances that need it)
+
+ENCODERS: Registry[type[nn.Module]] = Registry("encoders", nn.Module, "discrete_latents.encoders")
+DECODERS: Registry[type[nn.Module]] = Registry("decoders", nn.Module, "discrete_latents.decoders")

@@ -1,0 +1,49 @@
+"""Turning next-code logits into codes: temperature, top-k and nucleus (top-p) filtering."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def check_sampling_args(temperature: float, top_k: int | None, top_p: float | None, guidance_scale: float) -> None:
+    """Raise ``ValueError`` naming the argument that is out of range."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not math.isfinite(temperature) \
+            or temperature < 0:
+        raise ValueError(f"temperature: expected a finite number >= 0 (0 = greedy), got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k: expected an integer >= 1 or None, got {top_k!r}")
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float))
+                              or not 0 < top_p <= 1):
+        raise ValueError(f"top_p: expected a number in (0, 1] or None, got {top_p!r}")
+    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)) \
+            or not math.isfinite(guidance_scale):
+        raise ValueError(f"guidance_scale: expected a finite number, got {guidance_scale!r}")
+
+
+def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:
+    """Set to -inf every logit outside the ``top_k`` largest and outside the smallest set whose
+    probability reaches ``top_p`` (Holtzman et al. 2019, arXiv 1904.09751). (B, K) -> (B, K)."""
+    if top_k is not None and top_k < logits.shape[-1]:  # a top_k above K keeps everything
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        # Drop a token when the tokens before it already reach top_p; the first always stays.
+        drop_sorted = (cumulative - sorted_logits.softmax(-1)) >= top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def sample_logits(logits: Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                  generator: torch.Generator | None = None) -> Tensor:
+    """Draw one id per row of (B, K) logits; ``temperature=0`` takes the argmax. Returns (B,) int64."""
+    logits = logits.float()
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    probs = filter_logits(logits / temperature, top_k, top_p).softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)

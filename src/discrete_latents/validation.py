@@ -1,0 +1,80 @@
+"""Input checks for public entry points: a clear message instead of an error from deep in torch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .errors import NonFiniteError
+
+
+def check_images(images: object, channels: int, size: int | None = None, name: str = "images") -> Tensor:
+    """Check ``images`` is a finite float tensor (B, channels, size, size) with B >= 1."""
+    if not isinstance(images, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor of shape (B, {channels}, H, W), got {type(images).__name__}")
+    if not images.is_floating_point():
+        raise TypeError(f"{name}: expected a float tensor with values in [0, 1], got dtype {images.dtype}"
+                        " (convert uint8 images with images.float() / 255)")
+    expected = f"(B, {channels}, {size if size else 'H'}, {size if size else 'W'})"
+    if images.ndim != 4:
+        raise ValueError(f"{name}: expected shape {expected}, got {tuple(images.shape)}")
+    if images.shape[0] == 0:
+        raise ValueError(f"{name}: the batch is empty (shape {tuple(images.shape)})")
+    if images.shape[1] != channels:
+        raise ValueError(f"{name}: expected {channels} channel(s), shape {expected}, got {tuple(images.shape)}")
+    if size is not None and tuple(images.shape[2:]) != (size, size):
+        raise ValueError(f"{name}: expected {size}x{size} images, shape {expected}, got {tuple(images.shape)}")
+    check_finite(images, name)
+    return images
+
+
+def check_finite(tensor: Tensor, name: str) -> None:
+    if not bool(torch.isfinite(tensor).all()):
+        raise NonFiniteError(f"{name}: holds NaN or infinite values")
+
+
+def check_indices(indices: object, codebook_size: int, grid_size: Sequence[int] | None = None,
+                  name: str = "indices", trailing: tuple[int, ...] = ()) -> Tensor:
+    """Check ``indices`` is an integer tensor (B, h, w, *trailing) with values in [0, codebook_size)."""
+    if not isinstance(indices, Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor of int64 code ids, got {type(indices).__name__}")
+    if indices.is_floating_point() or indices.is_complex() or indices.dtype == torch.bool:
+        raise TypeError(f"{name}: expected an integer tensor of code ids, got dtype {indices.dtype}")
+    grid = tuple(grid_size) if grid_size is not None else None
+    expected = f"(B, {grid[0]}, {grid[1]}{''.join(f', {t}' for t in trailing)})" if grid else "(B, h, w)"
+    if indices.ndim != 3 + len(trailing) or indices.shape[0] == 0:
+        raise ValueError(f"{name}: expected shape {expected} with B >= 1, got {tuple(indices.shape)}")
+    if grid is not None and tuple(indices.shape[1:3]) != grid:
+        raise ValueError(f"{name}: expected a {grid[0]}x{grid[1]} grid, shape {expected}, got {tuple(indices.shape)}")
+    if trailing and tuple(indices.shape[3:]) != trailing:
+        raise ValueError(f"{name}: expected shape {expected}, got {tuple(indices.shape)}")
+    low, high = int(indices.min()), int(indices.max())
+    if low < 0 or high >= codebook_size:
+        raise ValueError(f"{name}: code ids must lie in [0, {codebook_size}), got values in [{low}, {high}]")
+    return indices.long()
+
+
+def check_labels(labels: object, num_classes: int, batch: int | None = None, name: str = "labels") -> Tensor:
+    """Check class labels: an int tensor (or sequence) of shape (B,) with values in [0, num_classes)."""
+    if isinstance(labels, int) and not isinstance(labels, bool):
+        labels = torch.tensor([labels])
+    elif isinstance(labels, Sequence) and not isinstance(labels, str):
+        labels = torch.as_tensor(list(labels))
+    if not isinstance(labels, Tensor):
+        raise TypeError(f"{name}: expected an integer tensor of class ids, got {type(labels).__name__}")
+    if labels.is_floating_point() or labels.dtype == torch.bool or labels.ndim != 1:
+        raise TypeError(f"{name}: expected a 1-D integer tensor of class ids, got dtype {labels.dtype},"
+                        f" shape {tuple(labels.shape)}")
+    if batch is not None and labels.shape[0] != batch:
+        raise ValueError(f"{name}: expected {batch} labels, got {labels.shape[0]}")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ValueError(f"{name}: class ids must lie in [0, {num_classes}), got {labels.tolist()[:10]}")
+    return labels.long()
+
+
+def check_positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return value
