@@ -9,6 +9,8 @@ from .configs import VQVAEConfig as VQVAEConfig
 from .decoder import Decoder as Decoder
 from .encoder import Encoder as Encoder
 from .outputs import PriorOutput as PriorOutput
+from .pipeline import VQVAEPipeline as VQVAEPipeline
+from .pretrained import pretrained_path as pretrained_path
 from .outputs import QuantizerOutput as QuantizerOutput
 from .outputs import VQVAEOutput as VQVAEOutput
 from .priors import PRIORS as PRIORS
@@ -44,5 +46,7 @@ __all__ = [
     "VQVAE",
     "VQVAEConfig",
     "VQVAEOutput",
+    "VQVAEPipeline",
+    "pretrained_path",
     "VectorQuantizer",
 ]

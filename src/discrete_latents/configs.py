@@ -31,26 +31,45 @@ COMPONENT_NAME = re.compile(r"^[a-z0-9_][a-z0-9_.-]{0,63}$")  # registry keys, n
 C = TypeVar("C", bound="Config")
 
 
-def _check_json_value(value: Any, where: str, depth: int = 0) -> None:
-    if depth > 32:
+INT64_RANGE = (-(2**63), 2**63 - 1)  # torch sizes and seeds are 64-bit; larger JSON integers are refused
+MAX_DEPTH = 32
+
+
+def _check_int64(value: int, where: str) -> None:
+    if not INT64_RANGE[0] <= value <= INT64_RANGE[1]:
+        raise ConfigError(f"{where}: {value} does not fit a 64-bit integer")
+
+
+def _json_copy(value: Any, where: str, depth: int = 0) -> Any:
+    """A deep copy of a JSON value (tuples as lists), or ConfigError for anything JSON cannot hold.
+
+    The copy keeps a frozen config from sharing mutable containers with its caller.
+    """
+    if depth > MAX_DEPTH:
         raise ConfigError(f"{where}: nested too deeply")
-    if value is None or isinstance(value, (bool, str, int)):
-        return
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        _check_int64(value, where)
+        return int(value)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ConfigError(f"{where}: expected a finite number, got {value!r}")
-        return
+        return float(value)
     if isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            _check_json_value(item, f"{where}[{i}]", depth + 1)
-        return
+        return [_json_copy(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
     if isinstance(value, dict):
+        copy = {}
         for key, item in value.items():
             if not isinstance(key, str):
                 raise ConfigError(f"{where}: keys must be strings, got {key!r}")
-            _check_json_value(item, f"{where}.{key}", depth + 1)
-        return
+            copy[key] = _json_copy(item, f"{where}.{key}", depth + 1)
+        return copy
     raise ConfigError(f"{where}: {type(value).__name__} is not a JSON value")
+
+
+def _check_json_value(value: Any, where: str, depth: int = 0) -> None:
+    _json_copy(value, where, depth)
 
 
 def _type_name(annotation: Any) -> str:
@@ -61,8 +80,7 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
     """Return ``value`` (lists turned into tuples where a tuple is expected) or raise ConfigError."""
     origin = typing.get_origin(annotation)
     if annotation is Any:
-        _check_json_value(value, where)
-        return value
+        return _json_copy(value, where)
     if origin in (typing.Union, types.UnionType):
         for option in typing.get_args(annotation):
             try:
@@ -82,17 +100,22 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
         # bool is a subclass of int in Python; `true` for a size is a mistake, not a 1.
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: expected an integer, got {type(value).__name__} {value!r}")
-        return value
+        _check_int64(value, where)
+        return int(value)
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {type(value).__name__} {value!r}")
-        if not math.isfinite(value):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond the float range
+            raise ConfigError(f"{where}: {value} is out of the range of a float") from None
+        if not math.isfinite(number):
             raise ConfigError(f"{where}: expected a finite number, got {value!r}")
-        return float(value)
+        return number
     if annotation is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {type(value).__name__} {value!r}")
-        return value
+        return str(value)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
@@ -105,8 +128,11 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected an object, got {type(value).__name__} {value!r}")
-        _check_json_value(value, where)
-        return dict(value)
+        copy = _json_copy(value, where)
+        value_type = typing.get_args(annotation)[1] if len(typing.get_args(annotation)) == 2 else Any
+        if value_type is not Any:
+            copy = {key: _check_type(item, value_type, f"{where}.{key}") for key, item in copy.items()}
+        return copy
     raise TypeError(f"unsupported config annotation {annotation!r} for {where}")  # a bug in a config class
 
 
@@ -141,7 +167,7 @@ class Config:
         data: dict[str, Any] = {"_class_name": type(self).__name__, "_version": FORMAT_VERSION}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            data[f.name] = list(value) if isinstance(value, tuple) else value
+            data[f.name] = _json_copy(value, f.name)  # a copy: editing it never changes the frozen config
         return data
 
     @classmethod
@@ -155,6 +181,9 @@ class Config:
         where = f"{source}: " if source else ""
         if not isinstance(data, dict):
             raise ConfigError(f"{where}expected a JSON object for {cls.__name__}, got {type(data).__name__}")
+        bad_keys = [key for key in data if not isinstance(key, str)]
+        if bad_keys:
+            raise ConfigError(f"{where}keys of a {cls.__name__} must be strings, got {bad_keys[:5]!r}")
         data = dict(data)
         class_name = data.pop("_class_name", cls.__name__)
         if class_name != cls.__name__:
@@ -242,6 +271,27 @@ class VQVAEConfig(Config):
         self._require(self.latent_dim >= 1, "latent_dim", ">= 1")
         for name in ("encoder", "decoder", "quantizer"):
             check_component_name(self, name)
+        self._validate_quantizer_kwargs()
+
+    def _validate_quantizer_kwargs(self) -> None:
+        # The keys below mean the same for every quantizer (codebook_size is part of the
+        # BaseQuantizer contract), so they are checked here, where a bad value names the config
+        # field, instead of failing deep inside the quantizer's constructor.
+        kwargs, where = self.quantizer_kwargs, "VQVAEConfig.quantizer_kwargs"
+        if "dim" in kwargs:
+            raise ConfigError(f"{where}: 'dim' is set by latent_dim = {self.latent_dim}; remove it from the kwargs")
+        if "codebook_size" in kwargs:
+            size = kwargs["codebook_size"]
+            if isinstance(size, bool) or not isinstance(size, int) or size < 2:
+                raise ConfigError(f"{where}.codebook_size: expected an integer >= 2, got {size!r}")
+        if "beta" in kwargs:
+            beta = kwargs["beta"]
+            if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
+                raise ConfigError(f"{where}.beta: expected a finite number >= 0, got {beta!r}")
+        if "decay" in kwargs:
+            decay = kwargs["decay"]
+            if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay < 1:
+                raise ConfigError(f"{where}.decay: expected a number in [0, 1), got {decay!r}")
 
     @property
     def grid_size(self) -> tuple[int, int]:

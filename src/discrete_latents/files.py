@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from .errors import ConfigError
 
 MAX_JSON_BYTES = 1_000_000  # configs are a few kB; a cap stops a 50 MB file before parsing
+MAX_JSON_DEPTH = 64  # configs nest two or three levels; deeper input is refused
 
 
 def fsync_directory(path: Path) -> None:
@@ -70,28 +72,60 @@ def _reject_constant(name: str) -> float:
     raise ConfigError(f"{name} is not valid JSON; configs must hold finite numbers")
 
 
+def _parse_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):  # 1e400 parses to inf in Python's json
+        raise ConfigError(f"the number {literal[:40]} is out of the range of a finite float")
+    return value
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in item)
+    return deepest
+
+
 def loads_json(text: str | bytes, source: str = "<string>") -> Any:
     """Parse JSON strictly: no duplicate keys, no NaN/Infinity, bounded size and depth.
+
+    Policy on a byte-order mark: a leading UTF-8 BOM (written by some Windows editors) is accepted
+    and dropped, in bytes and in text alike; any other encoding (UTF-16, Latin-1) is refused.
 
     Raises:
         ConfigError: naming ``source`` and what is wrong.
     """
+    if not isinstance(text, (str, bytes, bytearray)):
+        raise ConfigError(f"{source}: expected JSON text, got {type(text).__name__}")
     if len(text) > MAX_JSON_BYTES:
         raise ConfigError(f"{source}: {len(text)} bytes is over the {MAX_JSON_BYTES}-byte limit for a config")
-    if isinstance(text, bytes):
+    if isinstance(text, (bytes, bytearray)):
         try:
             # utf-8-sig: a byte-order mark written by some Windows editors is accepted and dropped.
-            text = text.decode("utf-8-sig")
+            text = bytes(text).decode("utf-8-sig")
         except UnicodeDecodeError as err:
             raise ConfigError(f"{source}: not UTF-8 text ({err})") from None
+    elif text.startswith("\ufeff"):
+        text = text[1:]  # the same BOM policy for text that was decoded without utf-8-sig
+    if not text.strip():
+        raise ConfigError(f"{source}: the file is empty, expected a JSON object")
     try:
-        value = json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+        value = json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant,
+                           parse_float=_parse_float)
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
     except RecursionError:
         raise ConfigError(f"{source}: JSON nested too deeply") from None
-    except ValueError as err:  # json.JSONDecodeError
+    except ValueError as err:  # json.JSONDecodeError, an integer of more than 4300 digits
         raise ConfigError(f"{source}: invalid JSON ({err})") from None
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise ConfigError(f"{source}: JSON nested more than {MAX_JSON_DEPTH} levels deep")
     return value
 
 
@@ -99,11 +133,14 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     """Read a JSON file strictly (see :func:`loads_json`); a missing file is a ``ConfigError``."""
     path = Path(path)
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode) and not stat.S_ISDIR(info.st_mode):
+            raise ConfigError(f"{path} is not a regular file")  # reading a FIFO or a device could hang
+        size = info.st_size
         if size > MAX_JSON_BYTES:
             raise ConfigError(f"{path}: {size} bytes is over the {MAX_JSON_BYTES}-byte limit for a config")
         data = path.read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise ConfigError(f"{path.name} not found in {path.parent}") from None
     except IsADirectoryError:
         raise ConfigError(f"{path} is a directory, expected a JSON file") from None

@@ -79,11 +79,15 @@ class Registry(Generic[T]):
         cls.registry_name = name  # type: ignore[attr-defined]  # lets a model save which name built it
 
     def _check_class(self, name: str, cls: Any) -> None:
+        base = f"{self.base.__module__}.{self.base.__qualname__}"
         if not (isinstance(cls, type) and issubclass(cls, self.base)):
+            raise PluginLoadError(f"{self.kind[:-1]} {name!r} must be a class derived from {base}, got {cls!r}")
+        wanted = getattr(self.base, "api_version", None)
+        if wanted is not None and getattr(cls, "api_version", None) != wanted:
             raise PluginLoadError(
-                f"{self.kind} {name!r} must be a subclass of {self.base.__module__}.{self.base.__qualname__},"
-                f" got {cls!r}"
-            )
+                f"{self.kind[:-1]} {name!r} ({cls.__module__}.{cls.__qualname__}) is built for plugin API version"
+                f" {getattr(cls, 'api_version', None)!r}, but {base} requires api_version = {wanted}; upgrade the"
+                " plugin or discrete_latents so that they match")
 
     # lookup -------------------------------------------------------------------------------
     def names(self, pattern: str = "*") -> list[str]:
@@ -110,18 +114,25 @@ class Registry(Generic[T]):
             UnknownComponentError: no such name (the message lists the known ones).
             PluginLoadError: the plugin providing ``name`` failed to import or breaks the contract.
         """
+        if not isinstance(name, str):
+            raise TypeError(f"{self.kind[:-1]} name: expected a string, got {type(name).__name__} {name!r}")
         if name in self._classes:
             return self._classes[name]
-        if name in self._failed:
-            raise PluginLoadError(f"the plugin providing {self.kind} {name!r} failed to load: {self._failed[name]!r}") \
-                from self._failed[name]
-        entry = self._discover().get(name)
+        plugins = self._discover()
+        failure = None if plugins_disabled() else self._failed.get(name)
+        if isinstance(failure, PluginConflictError):
+            raise PluginConflictError(str(failure))
+        if failure is not None:
+            raise PluginLoadError(f"the plugin providing {self.kind[:-1]} {name!r} failed to load: {failure!r}") \
+                from failure
+        entry = plugins.get(name)
         if entry is None:
             known = self.names()
-            close = difflib.get_close_matches(str(name), known, n=1)
+            close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            off = f" (plugin discovery is off: {DISABLE_ENV} is set)" if plugins_disabled() else ""
-            raise UnknownComponentError(f"unknown {self.kind[:-1]} {name!r}{hint} Known {self.kind}: {known}{off}")
+            off = (f" (plugin discovery is off: {DISABLE_ENV} is set; unset it to use installed plugins)"
+                   if plugins_disabled() else "")
+            raise UnknownComponentError(f"unknown {self.kind[:-1]} {name!r}{hint}; known {self.kind}: {known}{off}")
         return self._load(name, entry)
 
     def create(self, name: str, **kwargs: Any) -> Any:
@@ -133,26 +144,35 @@ class Registry(Generic[T]):
         if plugins_disabled():
             return {}
         if self._plugins is None:
-            found: dict[str, metadata.EntryPoint] = {}
             try:
                 entries = list(metadata.entry_points(group=self.group))
             except Exception as err:  # broken metadata of some installed package
                 warnings.warn(f"could not read {self.group} entry points: {err!r}", RuntimeWarning, stacklevel=3)
                 entries = []
+            candidates: dict[str, list[metadata.EntryPoint]] = {}
             for entry in entries:
-                if entry.name in self._classes:
+                name, value = getattr(entry, "name", None), getattr(entry, "value", None)
+                if not isinstance(name, str) or not NAME_PATTERN.match(name) or not isinstance(value, str):
+                    warnings.warn(f"skipping the {self.group} entry point {name!r} = {value!r}: a name must be"
+                                  " lowercase letters, digits, '_', '.', '-'", RuntimeWarning, stacklevel=3)
+                    continue
+                if name in self._classes:
                     # Built-ins always win, so installing a package can never silently change a model.
-                    warnings.warn(f"plugin {entry.value!r} reuses the built-in {self.kind[:-1]} name {entry.name!r};"
+                    warnings.warn(f"plugin {value!r} reuses the built-in {self.kind[:-1]} name {name!r};"
                                   " the built-in is kept", RuntimeWarning, stacklevel=3)
                     continue
-                if entry.name in found and found[entry.name].value != entry.value:
-                    self._failed[entry.name] = PluginConflictError(
-                        f"two plugins register {self.kind[:-1]} {entry.name!r}:"
-                        f" {found[entry.name].value!r} and {entry.value!r}; uninstall one")
-                    continue
-                found[entry.name] = entry
-            for name in self._failed:
-                found.pop(name, None)
+                same = candidates.setdefault(name, [])
+                if all(other.value != value for other in same):  # one package seen twice is no conflict
+                    same.append(entry)
+            found: dict[str, metadata.EntryPoint] = {}
+            for name, options in candidates.items():
+                if len(options) > 1:
+                    providers = " and ".join(repr(option.value) for option in options)
+                    self._failed[name] = PluginConflictError(
+                        f"{len(options)} plugins register {self.kind[:-1]} {name!r}: {providers}; uninstall all but"
+                        " one of them")
+                else:
+                    found[name] = options[0]
             self._plugins = found
         return self._plugins
 
@@ -165,7 +185,7 @@ class Registry(Generic[T]):
             self._failed[name] = err
             warnings.warn(f"plugin {entry.value!r} for {self.kind[:-1]} {name!r} failed to import: {err!r}",
                           RuntimeWarning, stacklevel=3)
-            raise PluginLoadError(f"the plugin {entry.value!r} providing {self.kind} {name!r} failed to import:"
+            raise PluginLoadError(f"the plugin {entry.value!r} providing {self.kind[:-1]} {name!r} failed to import:"
                                   f" {err!r}") from err
         try:
             self._check_class(name, cls)
@@ -188,7 +208,9 @@ class Registry(Generic[T]):
 
     def _restore(self, state: tuple[dict[str, T], dict[str, metadata.EntryPoint] | None,
                                     dict[str, BaseException]]) -> None:
-        self._classes, self._plugins, self._failed = dict(state[0]), state[1], dict(state[2])
+        self._classes = dict(state[0])
+        self._plugins = None if state[1] is None else dict(state[1])
+        self._failed = dict(state[2])
 
     def reset_plugins(self) -> None:
         """Forget discovered plugins so the next lookup scans entry points again."""

@@ -3,17 +3,22 @@
 A weights file is inspected byte by byte before ``safetensors`` maps it: a truncated file can
 crash a memory-mapped reader with SIGBUS, and a header can claim absurd sizes. Then the tensors
 are matched against the model they are for: names, shapes, dtypes and finiteness, listing every
-mismatch at once. There is no fallback to pickle-based formats.
+mismatch at once. Names, shapes and dtypes are checked from the header alone, so a file that does
+not fit the model is refused before any tensor data is read. There is no fallback to
+pickle-based formats.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
+import safetensors
 import safetensors.torch
 import torch
 from torch import Tensor, nn
@@ -23,13 +28,18 @@ from .files import atomic_write_bytes
 
 MAX_HEADER_BYTES = 25_000_000
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+TORCH_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+                "BOOL": torch.bool}
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # added by DistributedDataParallel and torch.compile
+MAX_LISTED = 100  # names shown in one message; the lists returned by load_module are always complete
 
 
 def _describe_foreign(head: bytes) -> str | None:
-    if head.startswith(b"version https://git-lfs"):
+    text = head[3:] if head.startswith(b"\xef\xbb\xbf") else head  # an HTML page may start with a BOM
+    if text.startswith(b"version https://git-lfs"):
         return "a Git LFS pointer, not the weights: fetch the real file (git lfs pull)"
-    if head.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")):
+    if text.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")):
         return "an HTML page (a failed download?), not a safetensors file"
     if head.startswith(b"PK\x03\x04"):
         return "a zip archive (a torch.save pickle?); pickled weights are never loaded, convert them to safetensors"
@@ -38,53 +48,102 @@ def _describe_foreign(head: bytes) -> str | None:
     return None
 
 
-def inspect_safetensors(path: str | os.PathLike[str]) -> dict[str, dict[str, object]]:
+def _listing(names: list[str]) -> str:
+    if len(names) <= MAX_LISTED:
+        return repr(names)
+    return f"{names[:MAX_LISTED]!r} and {len(names) - MAX_LISTED} more"
+
+
+def _reject_duplicate_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate name {key!r}")  # two tensors of one name: which one is meant?
+        result[key] = value
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def inspect_safetensors(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     """Validate the layout of a safetensors file without mapping it; return its tensor entries.
+
+    Checks, in order: not a known foreign format (Git LFS pointer, HTML page, pickle), at least 8
+    bytes, a header length under :data:`MAX_HEADER_BYTES` that fits the file, a UTF-8 JSON object
+    header with well-formed entries (supported dtype, non-negative integer shape, ordered
+    ``data_offsets`` whose span equals shape x dtype size), contiguous data regions without gaps or
+    overlaps, and a file size of exactly 8 + header + data.
+
+    Returns:
+        ``{name: {"dtype", "shape", "data_offsets"}}`` (``__metadata__`` left out).
 
     Raises:
         CheckpointFormatError: naming the file and the first problem found.
     """
     path = Path(path)
     try:
-        size = path.stat().st_size
+        if not stat.S_ISREG(os.stat(path).st_mode) and not path.is_dir():  # a FIFO or device would block or
+            raise CheckpointFormatError(f"{path} is not a regular file")  # never end
         with open(path, "rb") as handle:
-            head = handle.read(8)
-            foreign = _describe_foreign(head + handle.read(56))
+            size = os.fstat(handle.fileno()).st_size
+            head = handle.read(64)
+            foreign = _describe_foreign(head)
             if foreign:
                 raise CheckpointFormatError(f"{path}: {foreign}")
             if size < 8:
-                raise CheckpointFormatError(f"{path}: {size} bytes is too short for a safetensors file"
-                                            " (expected at least 8)")
-            (header_len,) = struct.unpack("<Q", head)
+                raise CheckpointFormatError(f"{path}: truncated or not a safetensors file: expected at least 8"
+                                            f" bytes, found {size}")
+            (header_len,) = struct.unpack("<Q", head[:8])
             if header_len > MAX_HEADER_BYTES:
-                raise CheckpointFormatError(f"{path}: header claims {header_len} bytes, over the"
-                                            f" {MAX_HEADER_BYTES}-byte limit")
+                raise CheckpointFormatError(f"{path}: not a safetensors file (or corrupted): its header length"
+                                            f" field claims {header_len} bytes, over the {MAX_HEADER_BYTES}-byte"
+                                            " limit")
             if 8 + header_len > size:
-                raise CheckpointFormatError(f"{path}: truncated: the header needs {8 + header_len} bytes,"
-                                            f" the file has {size}")
+                raise CheckpointFormatError(f"{path}: truncated: expected at least {8 + header_len} bytes,"
+                                            f" found {size} (its header alone claims {header_len} bytes)")
             handle.seek(8)
             raw = handle.read(header_len)
     except FileNotFoundError:
         raise CheckpointFormatError(f"{path.name} not found in {path.parent}") from None
+    except IsADirectoryError:
+        raise CheckpointFormatError(f"{path} is a directory, expected a safetensors file") from None
+    if len(raw) != header_len:  # the file shrank while being read
+        raise CheckpointFormatError(f"{path}: truncated: expected at least {8 + header_len} bytes, found"
+                                    f" {8 + len(raw)}")
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as err:
-        raise CheckpointFormatError(f"{path}: the header is not UTF-8 JSON ({err.__class__.__name__})") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CheckpointFormatError(f"{path}: the header is not UTF-8 text ({err.reason} at byte"
+                                    f" {8 + err.start}); not a safetensors file, or corrupted") from None
+    try:
+        header = json.loads(text, object_pairs_hook=_reject_duplicate_names, parse_constant=_reject_constant)
+    except RecursionError:
+        raise CheckpointFormatError(f"{path}: the header is nested too deeply") from None
+    except ValueError as err:  # json.JSONDecodeError, a duplicate name, an over-long integer
+        raise CheckpointFormatError(f"{path}: the header is not valid JSON ({err}); not a safetensors file,"
+                                    " or corrupted") from None
     if not isinstance(header, dict):
         raise CheckpointFormatError(f"{path}: the header must be a JSON object, got {type(header).__name__}")
-    header.pop("__metadata__", None)
+    metadata = header.pop("__metadata__", {})
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise CheckpointFormatError(f"{path}: __metadata__ must map names to strings")
     spans = []
     for name, entry in header.items():
         if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
-            raise CheckpointFormatError(f"{path}: tensor {name!r} has a malformed header entry")
+            raise CheckpointFormatError(f"{path}: tensor {name!r} has a malformed header entry (expected exactly"
+                                        " 'dtype', 'shape' and 'data_offsets')")
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if dtype not in DTYPE_BYTES:
-            raise CheckpointFormatError(f"{path}: tensor {name!r} has unsupported dtype {dtype!r}")
+        if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:
+            raise CheckpointFormatError(f"{path}: tensor {name!r} has unsupported dtype {dtype!r}"
+                                        f" (supported: {sorted(DTYPE_BYTES)})")
         if not isinstance(shape, list) or not all(type(s) is int and s >= 0 for s in shape):
             raise CheckpointFormatError(f"{path}: tensor {name!r} has an invalid shape {shape!r}")
         if (not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets)
                 or not 0 <= offsets[0] <= offsets[1]):
-            raise CheckpointFormatError(f"{path}: tensor {name!r} has invalid data_offsets {offsets!r}")
+            raise CheckpointFormatError(f"{path}: tensor {name!r} has invalid data_offsets {offsets!r}"
+                                        " (expected [begin, end] with 0 <= begin <= end)")
         count = 1
         for s in shape:  # Python ints cannot overflow; the product is compared, never allocated
             count *= s
@@ -96,18 +155,23 @@ def inspect_safetensors(path: str | os.PathLike[str]) -> dict[str, dict[str, obj
     position = 0
     for begin, end, name in sorted(spans):
         if begin != position:
-            raise CheckpointFormatError(f"{path}: tensor {name!r} starts at byte {begin}, expected {position}"
-                                        " (overlapping or gapped data_offsets)")
+            kind = "overlaps the previous tensor" if begin < position else "leaves a gap after the previous tensor"
+            raise CheckpointFormatError(f"{path}: tensor {name!r} starts at data byte {begin}, expected"
+                                        f" {position}: it {kind} (corrupted data_offsets)")
         position = end
     expected = 8 + header_len + position
     if size != expected:
-        kind = "truncated" if size < expected else "trailing bytes"
+        kind = "truncated" if size < expected else "trailing bytes after the last tensor"
         raise CheckpointFormatError(f"{path}: {kind}: expected {expected} bytes, found {size}")
     return header
 
 
 def read_safetensors(path: str | os.PathLike[str]) -> dict[str, Tensor]:
-    """Load every tensor of a validated safetensors file to CPU."""
+    """Load every tensor of a validated safetensors file to CPU.
+
+    Raises:
+        CheckpointFormatError: the file is missing, malformed or truncated (see :func:`inspect_safetensors`).
+    """
     inspect_safetensors(path)
     try:
         return safetensors.torch.load_file(str(path), device="cpu")
@@ -115,62 +179,144 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         raise CheckpointFormatError(f"{path}: cannot be read as safetensors ({err})") from None
 
 
+def _read_tensors(path: str | os.PathLike[str], names: Mapping[str, str]) -> dict[str, Tensor]:
+    """Read only the tensors ``names`` ({key in result: name in file}) of a validated file."""
+    try:
+        with safetensors.safe_open(str(path), framework="pt", device="cpu") as handle:
+            return {key: handle.get_tensor(name) for key, name in names.items()}
+    except Exception as err:
+        raise CheckpointFormatError(f"{path}: cannot be read as safetensors ({err})") from None
+
+
+def _storage_key(tensor: Tensor) -> tuple[Any, ...] | None:
+    """Identity of the memory a tensor views; ``None`` for empty tensors (they share nothing)."""
+    if tensor.numel() == 0:
+        return None
+    return (tensor.device, tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
+            tuple(tensor.stride()), tensor.dtype)
+
+
+def _alias_groups(state: Mapping[str, Tensor]) -> dict[str, list[str]]:
+    """For each name, every name of the state dict that is the very same tensor (tied weights)."""
+    groups: dict[tuple[Any, ...], list[str]] = {}
+    for name, tensor in state.items():
+        key = _storage_key(tensor)
+        if key is not None:
+            groups.setdefault(key, []).append(name)
+    return {name: group for group in groups.values() for name in group}
+
+
 def write_safetensors(path: str | os.PathLike[str], tensors: Mapping[str, Tensor],
                       metadata: dict[str, str] | None = None) -> None:
-    """Write tensors (made contiguous, on CPU) atomically."""
-    data = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
+    """Write tensors (made contiguous, on CPU) atomically.
+
+    Every name is stored; a tensor sharing memory with an earlier one is stored as a copy
+    (safetensors refuses shared memory). :func:`save_module` stores tied weights once instead.
+    """
+    data: dict[str, Tensor] = {}
+    seen: set[int] = set()
+    for name, tensor in tensors.items():
+        tensor = tensor.detach().to("cpu").contiguous()
+        if tensor.numel():
+            pointer = tensor.untyped_storage().data_ptr()
+            if pointer in seen:
+                tensor = tensor.clone()
+            else:
+                seen.add(pointer)
+        data[name] = tensor
     atomic_write_bytes(path, safetensors.torch.save(data, metadata=metadata))
 
 
+def _strip_names(names: Iterable[str]) -> dict[str, str]:
+    """{name without wrapper prefixes: name in file}; a prefix goes only when every name has it."""
+    mapping = {name: name for name in names}
+    stripped = True
+    while stripped and mapping:
+        stripped = False
+        for prefix in WRAPPER_PREFIXES:
+            if all(key.startswith(prefix) for key in mapping):
+                mapping = {key[len(prefix):]: name for key, name in mapping.items()}
+                stripped = True
+    return mapping
+
+
 def strip_wrapper_prefix(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Drop a ``module.`` / ``_orig_mod.`` prefix, but only when every key carries it."""
-    for prefix in WRAPPER_PREFIXES:
-        if tensors and all(k.startswith(prefix) for k in tensors):
-            return {k[len(prefix):]: v for k, v in tensors.items()}
-    return tensors
+    """Drop ``module.`` / ``_orig_mod.`` prefixes (also nested), but only when every key carries them."""
+    return {key: tensors[name] for key, name in _strip_names(tensors).items()}
 
 
 def save_module(module: nn.Module, path: str | os.PathLike[str]) -> None:
-    """Write a module's state dict (parameters and persistent buffers) as safetensors, atomically."""
-    write_safetensors(path, module.state_dict())
+    """Write a module's state dict (parameters and persistent buffers) as safetensors, atomically.
+
+    Tied weights (one tensor under several names) are stored once, under the first name;
+    :func:`load_module` restores the sharing because the module it loads into ties them again.
+    """
+    kept: dict[str, Tensor] = {}
+    seen: set[tuple[Any, ...]] = set()
+    for name, tensor in module.state_dict().items():
+        key = _storage_key(tensor)
+        if key is not None:
+            if key in seen:
+                continue
+            seen.add(key)
+        kept[name] = tensor
+    write_safetensors(path, kept)
 
 
 def load_module(module: nn.Module, path: str | os.PathLike[str], *, strict: bool = True,
                 check_finite: bool = True) -> tuple[list[str], list[str]]:
     """Load weights into ``module``, checking names, shapes, dtypes and finiteness first.
 
+    A ``module.`` or ``_orig_mod.`` prefix (DistributedDataParallel, ``torch.compile``) is removed
+    when every name in the file carries it. Names, shapes and dtypes are compared from the file's
+    header before any tensor is read; values are never cast to another dtype.
+
     Args:
         module: the model to fill.
         path: a ``model.safetensors`` file.
         strict: raise on missing or unexpected names; with ``False`` they are returned instead.
+            Shapes and dtypes must match either way.
         check_finite: raise :class:`NonFiniteError` on NaN/inf weights.
 
     Returns:
-        (missing, unexpected) key lists (empty when ``strict``).
+        (missing, unexpected) sorted key lists (empty when ``strict``).
 
     Raises:
         CheckpointFormatError: listing every mismatch; the module is left unchanged.
+        NonFiniteError: NaN or infinite weights (with ``check_finite``); the module is left unchanged.
     """
-    tensors = strip_wrapper_prefix(read_safetensors(path))
+    header = inspect_safetensors(path)
+    in_file = _strip_names(header)
     expected = module.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
+    aliases = _alias_groups(expected)
+    # A tied weight is stored once (see save_module): any one of its names fills all of them.
+    missing = sorted(n for n in expected if not any(a in in_file for a in aliases.get(n, [n])))
+    unexpected = sorted(set(in_file) - set(expected))
     problems = []
     if strict and (missing or unexpected):
-        problems.append(f"missing keys {missing}, unexpected keys {unexpected}")
-    for name in sorted(set(expected) & set(tensors)):
-        want, got = expected[name], tensors[name]
-        if want.shape != got.shape:
-            problems.append(f"{name!r}: shape {tuple(got.shape)} in the file, the model expects {tuple(want.shape)}")
-        elif want.dtype != got.dtype:
-            problems.append(f"{name!r}: dtype {got.dtype} in the file, the model expects {want.dtype}")
-        elif want.numel() == 0 and got.numel() == 0 and want.ndim == 0:
-            problems.append(f"{name!r}: empty tensor")
+        problem = f"missing keys {_listing(missing)}, unexpected keys {_listing(unexpected)}"
+        for prefix in WRAPPER_PREFIXES:
+            carrying = sum(key.startswith(prefix) for key in in_file)
+            if carrying:
+                problem += (f" ({carrying} of {len(in_file)} names start with {prefix!r}; such a wrapper prefix is"
+                            " removed only when every name carries it)")
+        problems.append(problem)
+    for name in sorted(set(expected) & set(in_file)):
+        want, entry = expected[name], header[in_file[name]]
+        shape, dtype = tuple(entry["shape"]), TORCH_DTYPES[entry["dtype"]]
+        if shape != tuple(want.shape):
+            empty = " (an empty tensor)" if 0 in shape and want.numel() else ""
+            problems.append(f"{name!r}: shape {shape}{empty} in the file, the model expects {tuple(want.shape)}")
+        elif dtype != want.dtype:
+            problems.append(f"{name!r}: dtype {dtype} ({entry['dtype']}) in the file, the model expects"
+                            f" {want.dtype}; convert the file explicitly, it is never cast on load")
     if problems:
         raise CheckpointFormatError(f"{path}: does not match the model: " + "; ".join(problems))
+    tensors = _read_tensors(path, {name: in_file[name] for name in expected if name in in_file})
     if check_finite:
         bad = [n for n, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
         if bad:
-            raise NonFiniteError(f"{path}: NaN or infinite values in {bad} (pass check_finite=False to load anyway)")
-    module.load_state_dict({k: v for k, v in tensors.items() if k in expected}, strict=False)
+            raise NonFiniteError(f"{path}: NaN or infinite values in {_listing(bad)} (pass check_finite=False to"
+                                 " load anyway)")
+    module.load_state_dict(tensors, strict=False)
     return ([], []) if strict else (missing, unexpected)

@@ -50,6 +50,8 @@ def check_indices(indices: object, codebook_size: int, grid_size: Sequence[int] 
         raise ValueError(f"{name}: expected a {grid[0]}x{grid[1]} grid, shape {expected}, got {tuple(indices.shape)}")
     if trailing and tuple(indices.shape[3:]) != trailing:
         raise ValueError(f"{name}: expected shape {expected}, got {tuple(indices.shape)}")
+    if indices.numel() == 0:
+        raise ValueError(f"{name}: expected shape {expected} without empty axes, got {tuple(indices.shape)}")
     low, high = int(indices.min()), int(indices.max())
     if low < 0 or high >= codebook_size:
         raise ValueError(f"{name}: code ids must lie in [0, {codebook_size}), got values in [{low}, {high}]")
@@ -60,8 +62,11 @@ def check_labels(labels: object, num_classes: int, batch: int | None = None, nam
     """Check class labels: an int tensor (or sequence) of shape (B,) with values in [0, num_classes)."""
     if isinstance(labels, int) and not isinstance(labels, bool):
         labels = torch.tensor([labels])
-    elif isinstance(labels, Sequence) and not isinstance(labels, str):
-        labels = torch.as_tensor(list(labels))
+    elif isinstance(labels, Sequence) and not isinstance(labels, (str, bytes)):
+        try:
+            labels = torch.as_tensor(list(labels))
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"{name}: expected a sequence of integer class ids, got {list(labels)[:10]!r}") from None
     if not isinstance(labels, Tensor):
         raise TypeError(f"{name}: expected an integer tensor of class ids, got {type(labels).__name__}")
     if labels.is_floating_point() or labels.dtype == torch.bool or labels.ndim != 1:

@@ -1,7 +1,13 @@
-"""Priors over code grids, registered by name in :data:`PRIORS`."""
+"""Priors over code grids, registered by name in :data:`PRIORS`.
+
+``"causal_transformer"`` is the seed's GPT (:class:`CausalPrior`); ``"pixelcnn"`` is the paper's
+gated PixelCNN (:class:`PixelCNNPrior`). :func:`build_prior` picks the class from a config.
+"""
 
 from .base import PRIORS as PRIORS
 from .base import BasePrior as BasePrior
+from .base import build_prior as build_prior
 from .causal_prior import CausalPrior as CausalPrior
+from .pixelcnn_prior import PixelCNNPrior as PixelCNNPrior
 
-__all__ = ["PRIORS", "BasePrior", "CausalPrior"]
+__all__ = ["PRIORS", "BasePrior", "CausalPrior", "PixelCNNPrior", "build_prior"]

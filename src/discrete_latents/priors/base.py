@@ -8,9 +8,11 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 
 from ..configs import PriorConfig
+from ..errors import PluginLoadError, UnknownComponentError
 from ..hub import HubMixin
 from ..outputs import PriorOutput
 from ..registry import Registry
@@ -114,16 +116,39 @@ class BasePrior(nn.Module, HubMixin, ABC):
 
     @torch.no_grad()
     def nll(self, indices: Tensor, labels: Tensor | None = None) -> Tensor:
-        """Per-image negative log-likelihood (B,) in nats per code (eval mode, no label dropout)."""
+        """Per-image negative log-likelihood in nats per code (eval mode: no dropout, no label dropout).
+
+        Args:
+            indices: (B, h, w) int64 codes in [0, K).
+            labels: (B,) classes for a conditional prior; ``None`` scores unconditionally.
+
+        Returns:
+            (B,) float32; ``bits_per_image(nll)`` gives bits per image.
+        """
         indices = check_indices(indices, self.codebook_size, self.grid_size)
         cond = self._condition(labels, indices.shape[0])
-        logits = self._logits(indices, cond).float()
-        per_code = F.cross_entropy(logits.permute(0, 3, 1, 2), indices, reduction="none")  # (B, h, w)
+        was_training = self.training
+        self.eval()
+        try:
+            logits = self._logits(indices, cond).float()
+        finally:
+            self.train(was_training)
+        per_code = F.cross_entropy(rearrange(logits, "b h w k -> b k h w"), indices, reduction="none")  # (B, h, w)
         return per_code.flatten(1).mean(1)
 
     def bits_per_image(self, nats_per_code: Tensor | float) -> Tensor | float:
-        """Convert nats per code to bits per image (h * w codes per image)."""
+        """Convert nats per code (``loss`` or :meth:`nll`) to bits per image: x h*w / ln 2."""
         return nats_per_code * self.num_codes / math.log(2)
+
+    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
+        """AdamW parameter groups: decay matrices, embeddings and kernels, not biases or norms.
+
+        Example:
+            >>> opt = torch.optim.AdamW(prior.param_groups(0.01), lr=2e-3)  # doctest: +SKIP
+        """
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+                {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
 
     # sampling ----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -154,8 +179,11 @@ class BasePrior(nn.Module, HubMixin, ABC):
         """
         num_samples = check_positive_int(num_samples, "num_samples")
         check_sampling_args(temperature, top_k, top_p, guidance_scale)
+        if guidance_scale != 1.0 and labels is None:
+            raise ValueError(f"guidance_scale: classifier-free guidance needs labels; got guidance_scale="
+                             f"{guidance_scale!r} with labels=None (use 1.0 to sample unconditionally)")
         cond = self._condition(labels, num_samples)
-        guided = cond is not None and labels is not None and guidance_scale != 1.0
+        guided = cond is not None and guidance_scale != 1.0
         if guided:
             if self.config.label_dropout == 0:
                 raise ValueError("guidance_scale: guidance needs a prior trained with label dropout > 0")
@@ -180,3 +208,31 @@ class BasePrior(nn.Module, HubMixin, ABC):
 
 
 PRIORS: Registry[type[BasePrior]] = Registry("priors", BasePrior, "discrete_latents.priors")
+
+
+def build_prior(config: PriorConfig) -> BasePrior:
+    """Build the registered prior whose ``config_class`` is the type of ``config``.
+
+    So a preset or a saved config alone chooses the architecture: a
+    :class:`~discrete_latents.CausalPriorConfig` gives a ``CausalPrior``, a
+    :class:`~discrete_latents.PixelCNNPriorConfig` a ``PixelCNNPrior``.
+
+    Example:
+        >>> from discrete_latents.presets import prior_preset
+        >>> type(build_prior(prior_preset("mnist_pixelcnn"))).__name__
+        'PixelCNNPrior'
+    """
+    if not isinstance(config, PriorConfig):
+        raise TypeError(f"config: expected a PriorConfig subclass, got {type(config).__name__}")
+    for cls in PRIORS.as_mapping().values():  # built-ins (and plugins imported so far) first
+        if cls.config_class is type(config):
+            return cls(config)
+    for name in PRIORS.names():
+        try:
+            cls = PRIORS.get(name)
+        except PluginLoadError:
+            continue
+        if cls.config_class is type(config):
+            return cls(config)
+    raise UnknownComponentError(f"config: no registered prior takes a {type(config).__name__};"
+                                f" known priors: {PRIORS.names()}")

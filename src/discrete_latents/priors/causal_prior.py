@@ -15,21 +15,21 @@ from .base import PRIORS, BasePrior
 
 
 class KVCache:
-    """Keys and values of every layer for positions already seen, preallocated to full length."""
+    """Keys and values of every layer for positions already seen, preallocated to full length.
+
+    One tensor (n_layer, 2, B, H, L, hd) holds keys and values, so a step writes both with one copy.
+    """
 
     def __init__(self, n_layer: int, batch: int, n_head: int, length: int, head_dim: int,
                  device: torch.device, dtype: torch.dtype) -> None:
-        shape = (n_layer, batch, n_head, length, head_dim)
-        self.keys = torch.empty(shape, device=device, dtype=dtype)
-        self.values = torch.empty(shape, device=device, dtype=dtype)
+        self.kv = torch.empty((n_layer, 2, batch, n_head, length, head_dim), device=device, dtype=dtype)
         self.length = 0  # positions filled so far (advanced once all layers have written)
 
-    def extend(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Store (B, H, T, hd) new keys/values of ``layer``; return all keys/values up to them."""
-        end = self.length + k.shape[2]
-        self.keys[layer, :, :, self.length:end] = k
-        self.values[layer, :, :, self.length:end] = v
-        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+    def extend(self, layer: int, kv: Tensor) -> tuple[Tensor, Tensor]:
+        """Store (2, B, H, T, hd) new keys/values of ``layer``; return all keys and values up to them."""
+        end = self.length + kv.shape[3]
+        self.kv[layer, :, :, :, self.length:end] = kv
+        return self.kv[layer, 0, :, :, :end], self.kv[layer, 1, :, :, :end]  # (B, H, end, hd) each
 
 
 class CausalSelfAttention(nn.Module):
@@ -41,13 +41,19 @@ class CausalSelfAttention(nn.Module):
         self.resid_dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
-        q, k, v = rearrange(self.c_attn(x), "b t (three h d) -> three b h t d", three=3, h=self.n_head)
+        """(B, T, C) -> (B, T, C); with a cache, x holds only the positions after the cached ones."""
+        batch, steps, width = x.shape
+        # Plain view/permute instead of einops here: this runs once per layer per sampled code,
+        # where per-call overhead is most of the cost at small batch.
+        qkv = self.c_attn(x).view(batch, steps, 3, self.n_head, width // self.n_head)
+        qkv = qkv.permute(2, 0, 3, 1, 4)  # (3, B, H, T, hd)
+        q = qkv[0]
         dropout = self.dropout if self.training else 0.0
         if cache is None:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=dropout)
+            y = F.scaled_dot_product_attention(q, qkv[1], qkv[2], is_causal=True, dropout_p=dropout)
         else:
-            start, steps = cache.length, q.shape[2]
-            k, v = cache.extend(self.layer, k, v)
+            start = cache.length
+            k, v = cache.extend(self.layer, qkv[1:])
             if steps == 1:  # the newest position may see every cached one: no mask at all
                 y = F.scaled_dot_product_attention(q, k, v)
             else:
@@ -56,7 +62,8 @@ class CausalSelfAttention(nn.Module):
                 keys = torch.arange(start + steps, device=x.device)
                 queries = torch.arange(start, start + steps, device=x.device)
                 y = F.scaled_dot_product_attention(q, k, v, attn_mask=keys[None, :] <= queries[:, None])
-        return self.resid_dropout(self.c_proj(rearrange(y, "b h t d -> b t (h d)")))
+        y = y.transpose(1, 2).reshape(batch, steps, width)  # (B, H, T, hd) -> (B, T, C)
+        return self.resid_dropout(self.c_proj(y))
 
 
 class MLP(nn.Module):
@@ -136,8 +143,7 @@ class CausalPrior(BasePrior):
         x = self.wte(tokens)
         if cond is not None and start == 0:
             x = torch.cat([self.class_emb(cond)[:, None], x], dim=1)  # type: ignore[misc]
-        positions = torch.arange(start, start + x.shape[1], device=tokens.device)
-        return self.drop(x + self.wpe(positions))
+        return self.drop(x + self.wpe.weight[start: start + x.shape[1]])  # rows of positions start.. (T, C)
 
     def _run(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
         for block in self.blocks:

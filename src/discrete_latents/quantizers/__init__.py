@@ -1,9 +1,32 @@
-"""Quantizers, registered by name in :data:`QUANTIZERS`; importing this package registers the built-ins."""
+"""Quantizers, registered by name in :data:`QUANTIZERS`; importing this package registers the built-ins.
+
+=============  ======================================  ==========================================
+name           class                                   codebook
+=============  ======================================  ==========================================
+``vq``         :class:`VectorQuantizer`                learned by its loss term (paper Eq. 3)
+``vq_ema``     :class:`EMAVectorQuantizer`             moving averages (paper appendix A.1)
+``vq_cosine``  :class:`CosineVectorQuantizer`          l2-normalised, learned by its loss term
+``rvq``        :class:`ResidualVectorQuantizer`        Q stages on residuals; indices (B, h, w, Q)
+``fsq``        :class:`FiniteScalarQuantizer`          implicit: K = prod(levels); nothing learned
+=============  ======================================  ==========================================
+"""
 
 from .base import QUANTIZERS as QUANTIZERS
 from .base import BaseQuantizer as BaseQuantizer
 from .codebook import CodebookQuantizer as CodebookQuantizer
+from .cosine_vector_quantizer import CosineVectorQuantizer as CosineVectorQuantizer
 from .ema_vector_quantizer import EMAVectorQuantizer as EMAVectorQuantizer
+from .finite_scalar_quantizer import FiniteScalarQuantizer as FiniteScalarQuantizer
+from .residual_vector_quantizer import ResidualVectorQuantizer as ResidualVectorQuantizer
 from .vector_quantizer import VectorQuantizer as VectorQuantizer
 
-__all__ = ["QUANTIZERS", "BaseQuantizer", "CodebookQuantizer", "EMAVectorQuantizer", "VectorQuantizer"]
+__all__ = [
+    "QUANTIZERS",
+    "BaseQuantizer",
+    "CodebookQuantizer",
+    "CosineVectorQuantizer",
+    "EMAVectorQuantizer",
+    "FiniteScalarQuantizer",
+    "ResidualVectorQuantizer",
+    "VectorQuantizer",
+]

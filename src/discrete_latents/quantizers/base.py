@@ -51,13 +51,35 @@ class BaseQuantizer(nn.Module, ABC):
         return z
 
     def check_indices(self, indices: object) -> Tensor:
+        """Validate the input of :meth:`indices_to_codes`: ints (B, h, w, *index_shape) in [0, K)."""
+        if isinstance(indices, Tensor) and self.index_shape and tuple(indices.shape[3:]) != self.index_shape:
+            axes = ", ".join(str(n) for n in self.index_shape)
+            raise ValueError(f"indices: expected shape (B, h, w, {axes}), one id per codebook,"
+                             f" got {tuple(indices.shape)}")
         return check_indices(indices, self.codebook_size, trailing=self.index_shape)
+
+    def usage_stats(self) -> dict[str, float]:
+        """Code-usage metrics tracked over a window of training batches; empty where none are tracked.
+
+        Codebook quantizers report ``active_codes``, ``perplexity`` and ``restarts``; FSQ, whose
+        implicit codebook cannot die, tracks nothing. A training loop logs whatever is returned.
+        """
+        return {}
 
     @staticmethod
     def perplexity_of(counts: Tensor) -> Tensor:
         """exp(entropy) of a code histogram: K when all codes are used equally, 1 when one is."""
-        probs = counts.float() / counts.sum().clamp_min(1)
+        probs = counts.float() / counts.sum().clamp_min(1e-12)
         return torch.special.entr(probs).sum().exp()
+
+
+def straight_through(inputs: Tensor, codes: Tensor) -> Tensor:
+    """``codes`` in value, identity gradient to ``inputs`` (paper §3.1: z_e + sg[z_q - z_e]).
+
+    Written as sg[z_q] + (z_e - sg[z_e]) so the value is exactly ``codes`` (x - x is exactly 0),
+    which keeps eval-mode ``indices_to_codes(indices) == quantized`` bit-for-bit.
+    """
+    return codes.detach() + (inputs - inputs.detach())
 
 
 QUANTIZERS: Registry[type[BaseQuantizer]] = Registry("quantizers", BaseQuantizer, "discrete_latents.quantizers")

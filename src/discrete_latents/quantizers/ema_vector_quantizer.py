@@ -6,8 +6,9 @@ import torch
 from torch import Tensor
 
 from .. import distributed
+from ._checks import check_float
 from .base import QUANTIZERS
-from .codebook import CodebookQuantizer, _check_float
+from .codebook import CodebookQuantizer
 
 
 @QUANTIZERS.register("vq_ema")
@@ -33,13 +34,15 @@ class EMAVectorQuantizer(CodebookQuantizer):
     """
 
     learned_by_gradient = False
+    weight: Tensor  # (K, D) codes, e_i = m_i / N_i
+    cluster_size: Tensor  # (K,) N_i, EMA of assignment counts
+    embed_sum: Tensor  # (K, D) m_i, EMA of the sums of assigned z_e
 
     def __init__(self, dim: int, codebook_size: int = 512, beta: float = 0.25, decay: float = 0.99,
                  eps: float = 1e-5, **health: object) -> None:
         super().__init__(dim, codebook_size, beta, **health)  # type: ignore[arg-type]
-        _check_float("decay", decay, 0.0, 1.0, high_open=True)
-        _check_float("eps", eps, 1e-12, 1.0)
-        self.decay, self.eps = float(decay), float(eps)
+        self.decay = check_float("decay", decay, 0.0, 1.0, high_open=True)
+        self.eps = check_float("eps", eps, 1e-12, 1.0)
         initial = torch.randn(codebook_size, dim)
         self.register_buffer("weight", initial.clone())
         self.register_buffer("cluster_size", torch.ones(codebook_size))
@@ -56,8 +59,8 @@ class EMAVectorQuantizer(CodebookQuantizer):
         self.embed_sum[rows] = values
 
     @torch.no_grad()
-    def _update_codebook(self, flat: Tensor, indices: Tensor, counts: Tensor) -> None:
-        sums = torch.zeros_like(self.embed_sum).index_add_(0, indices, flat)
+    def _update_codebook(self, inputs: Tensor, indices: Tensor, counts: Tensor) -> None:
+        sums = torch.zeros_like(self.embed_sum).index_add_(0, indices, inputs)
         distributed.all_reduce_sum(sums)  # counts arrive already summed over ranks
         self.cluster_size.lerp_(counts, 1.0 - self.decay)
         self.embed_sum.lerp_(sums, 1.0 - self.decay)

@@ -41,4 +41,5 @@ class VectorQuantizer(CodebookQuantizer):
         return self.weight
 
     def _set_codes(self, rows: Tensor, values: Tensor) -> None:
+        # `.data` keeps the write outside autograd: this step's graph has already used the weight.
         self.weight.data[rows] = values.to(self.weight.dtype)

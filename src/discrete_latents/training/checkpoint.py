@@ -1,0 +1,205 @@
+"""Crash-safe training checkpoints in safetensors + JSON (no pickle).
+
+A checkpoint is a folder ``step-00000123/`` holding ``model.safetensors``,
+``optimizer.safetensors``, ``rng.safetensors`` and ``trainer_state.json``, and, written last,
+``COMMITTED`` with the SHA-256 of every file. It is assembled under a temporary name and renamed
+into place, so a crash at any moment leaves either no new checkpoint or a complete one. Resume
+takes the newest folder whose hashes match; older ones are pruned only after a newer one commits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import uuid
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..errors import CheckpointFormatError, CheckpointSaveError, ConfigError
+from ..files import atomic_write_bytes, dumps_json, fsync_directory, loads_json, read_json
+from ..serialization import read_safetensors, write_safetensors
+
+COMMITTED = "COMMITTED"
+STATE_NAME = "trainer_state.json"
+FORMAT_VERSION = 1
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Split an optimizer state dict into tensors (for safetensors) and JSON-ready metadata."""
+    state = optimizer.state_dict()
+    tensors: dict[str, Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for param_id, values in state["state"].items():
+        for key, value in values.items():
+            if isinstance(value, Tensor):
+                tensors[f"{param_id}.{key}"] = value
+            else:
+                scalars[f"{param_id}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def optimizer_from_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for source in (tensors, meta["scalars"]):
+        for name, value in source.items():
+            param_id, key = name.split(".", 1)
+            state.setdefault(int(param_id), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def rng_to_tensors() -> dict[str, Tensor]:
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda.{i}"] = s
+    return tensors
+
+
+def rng_from_tensors(tensors: dict[str, Tensor]) -> None:
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("cuda.")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+
+
+class CheckpointManager:
+    """Writes, finds and prunes checkpoints under ``root``.
+
+    Args:
+        root: the checkpoints folder (created on first save).
+        keep_last: complete checkpoints to keep.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], keep_last: int = 2) -> None:
+        self.root = Path(root)
+        self.keep_last = keep_last
+
+    def save(self, step: int, files: dict[str, dict[str, Tensor]], state: dict[str, Any]) -> Path:
+        """Write ``{name}.safetensors`` for each entry of ``files`` plus the trainer state.
+
+        Raises:
+            CheckpointSaveError: the write failed (disk full, I/O error); earlier checkpoints are intact.
+        """
+        final = self.root / f"step-{step:08d}"
+        if final.is_dir() and (final / COMMITTED).is_file():
+            return final  # this step is already saved (e.g. an epoch end on a checkpoint step)
+        tmp = self.root / f".tmp-{uuid.uuid4().hex}"
+        try:
+            tmp.mkdir(parents=True)
+            for name, tensors in files.items():
+                write_safetensors(tmp / f"{name}.safetensors", tensors)
+            atomic_write_bytes(tmp / STATE_NAME, dumps_json({"format_version": FORMAT_VERSION, **state}).encode())
+            hashes = {p.name: _sha256(p) for p in sorted(tmp.iterdir())}
+            atomic_write_bytes(tmp / COMMITTED, dumps_json(hashes).encode())  # last: marks it complete
+            if final.exists():  # an incomplete leftover of a crashed save of the same step
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            fsync_directory(self.root)
+            atomic_write_bytes(self.root / "latest", final.name.encode())
+        except OSError as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            reason = "no space left on device" if getattr(err, "errno", None) == 28 else str(err)
+            raise CheckpointSaveError(f"could not save checkpoint {final}: {reason}; earlier checkpoints are"
+                                      " intact") from err
+        self._prune()
+        return final
+
+    def _complete(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        found = [p for p in self.root.glob("step-*") if p.is_dir() and (p / COMMITTED).is_file()]
+        return sorted(found, key=lambda p: p.name)
+
+    def _prune(self) -> None:
+        for old in self._complete()[: -self.keep_last]:
+            shutil.rmtree(old, ignore_errors=True)
+        for leftover in self.root.glob(".tmp-*"):  # from saves killed part-way
+            shutil.rmtree(leftover, ignore_errors=True)
+
+    def verify(self, folder: Path) -> None:
+        """Raise CheckpointFormatError unless every file matches the hashes in COMMITTED."""
+        try:
+            hashes = loads_json((folder / COMMITTED).read_bytes(), source=str(folder / COMMITTED))
+        except (OSError, ConfigError) as err:
+            raise CheckpointFormatError(f"{folder}: unreadable {COMMITTED} ({err})") from None
+        if not isinstance(hashes, dict) or not hashes:
+            raise CheckpointFormatError(f"{folder}: {COMMITTED} lists no files")
+        for name, expected in hashes.items():
+            path = folder / name
+            if not path.is_file() or _sha256(path) != expected:
+                raise CheckpointFormatError(f"{folder}: {name} is missing or does not match its recorded SHA-256")
+
+    def latest(self) -> Path | None:
+        """The newest checkpoint whose files match their hashes; damaged ones are skipped with a warning."""
+        for folder in reversed(self._complete()):
+            try:
+                self.verify(folder)
+                return folder
+            except CheckpointFormatError as err:
+                warnings.warn(f"skipping damaged checkpoint: {err}", RuntimeWarning, stacklevel=2)
+        return None
+
+    @staticmethod
+    def load(folder: Path) -> tuple[dict[str, dict[str, Tensor]], dict[str, Any]]:
+        """(tensors by file stem, trainer state) of a verified checkpoint folder."""
+        state = read_json(folder / STATE_NAME)
+        if not isinstance(state, dict):
+            raise CheckpointFormatError(f"{folder / STATE_NAME}: expected a JSON object")
+        version = state.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ConfigError(f"{folder}: checkpoint format version {version!r}; this discrete_latents reads up to"
+                              f" {FORMAT_VERSION}: upgrade discrete_latents")
+        files = {p.stem: read_safetensors(p) for p in folder.glob("*.safetensors")}
+        return files, state
+
+
+class RunLock:
+    """Refuses a second trainer on the same output folder (a PID + host lock file)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / ".lock"
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = self.path.read_text().strip() if self.path.exists() else ""
+            host, _, pid = holder.partition(":")
+            if host == socket.gethostname() and pid.isdigit() and _alive(int(pid)):
+                raise CheckpointSaveError(f"{self.path.parent} is in use by another training process (pid {pid});"
+                                          " stop it or choose another out_dir") from None
+            self.path.unlink(missing_ok=True)  # stale lock of a process that died
+            return self.__enter__()
+        with os.fdopen(fd, "w") as handle:
+            handle.write(self.owner)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.path.exists() and self.path.read_text().strip() == self.owner:
+            self.path.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

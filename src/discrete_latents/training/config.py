@@ -1,0 +1,74 @@
+"""TrainConfig: every setting of a training run, in one frozen, strictly checked dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..configs import Config
+
+STAGES = ("vqvae", "prior", "both")
+DATASETS = ("mnist", "cifar10", "folder")
+
+
+@dataclass(frozen=True)
+class TrainConfig(Config):
+    """Settings of a two-stage run: stage 1 fits the VQ-VAE, stage 2 the prior on its codes.
+
+    Defaults reproduce the seed's MNIST run (20 + 20 epochs). Any field can be overridden from
+    the command line (``--prior_epochs=5``) or a JSON/TOML file.
+    """
+
+    # I/O
+    out_dir: str = "runs/mnist"  # checkpoints, metrics.jsonl, image grids and the final pipeline
+    resume: bool = False  # continue from the newest complete checkpoint in out_dir
+    checkpoint_every: int = 500  # optimizer steps between checkpoints (and at every epoch end)
+    keep_last: int = 2  # complete checkpoints kept; older ones are deleted after a newer commits
+    log_every: int = 50  # steps between metrics.jsonl lines
+    progress: bool = True  # tqdm progress bars with the live loss
+    # data
+    dataset: str = "mnist"  # "mnist", "cifar10" or "folder" (your own PNG/JPEG images)
+    data_dir: str = ""  # folder holding the dataset files; "" = $DISCRETE_LATENTS_DATA_DIR or the cache
+    download: bool = False  # fetch missing dataset files from the official mirrors
+    limit_train: int = 0  # use only the first N training images (0 = all); for quick runs
+    limit_test: int = 0  # evaluate on the first N test images (0 = all)
+    # model
+    preset: str = "mnist"  # VQ-VAE preset (see discrete_latents.presets)
+    prior_preset: str = "mnist"  # prior preset; "mnist_pixelcnn" swaps in the PixelCNN
+    vqvae_overrides: dict[str, Any] = field(default_factory=dict)  # VQVAEConfig fields to change
+    prior_overrides: dict[str, Any] = field(default_factory=dict)  # prior config fields to change
+    # optim
+    stage: str = "both"  # "vqvae", "prior" or "both"
+    vqvae_epochs: int = 20  # the seed trains 20 epochs per stage
+    prior_epochs: int = 20
+    batch_size: int = 128  # stage 1 batch
+    prior_batch_size: int = 256  # stage 2 batch
+    vqvae_lr: float = 2e-3  # Adam peak learning rate, stage 1
+    prior_lr: float = 2e-3  # AdamW peak learning rate, stage 2
+    weight_decay: float = 0.01  # AdamW decay of the prior's matrices (not biases, norms)
+    warmup_steps: int = 200  # linear warm-up, then cosine decay to min_lr_ratio * peak
+    min_lr_ratio: float = 0.02
+    grad_clip: float = 1.0  # max gradient norm (0 = off)
+    seed: int = 0
+    device: str = "auto"  # "auto" (cuda, mps, cpu), or any torch device string
+    amp: str = "auto"  # stage 1 autocast: "auto" (bf16 on GPU, off on CPU), "bf16" or "off"
+    prior_amp: str = "auto"  # stage 2 autocast, same choices (bf16 is slower than fp32 for small CPU matmuls)
+    num_threads: int = 0  # CPU threads for torch (0 = torch's default)
+    max_nonfinite_steps: int = 20  # consecutive NaN/inf losses skipped before stopping
+
+    def validate(self) -> None:
+        self._require(self.stage in STAGES, "stage", f"one of {STAGES}")
+        self._require(self.dataset in DATASETS, "dataset", f"one of {DATASETS}")
+        for name in ("amp", "prior_amp"):
+            self._require(getattr(self, name) in ("auto", "bf16", "off"), name, "'auto', 'bf16' or 'off'")
+        for name in ("checkpoint_every", "keep_last", "log_every", "batch_size", "prior_batch_size",
+                     "max_nonfinite_steps"):
+            self._require(getattr(self, name) >= 1, name, ">= 1")
+        for name in ("vqvae_epochs", "prior_epochs", "limit_train", "limit_test", "warmup_steps", "seed",
+                     "num_threads"):
+            self._require(getattr(self, name) >= 0, name, ">= 0")
+        for name in ("vqvae_lr", "prior_lr"):
+            self._require(getattr(self, name) > 0, name, "> 0")
+        self._require(self.weight_decay >= 0, "weight_decay", ">= 0")
+        self._require(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "a ratio in [0, 1]")
+        self._require(self.grad_clip >= 0, "grad_clip", ">= 0")

@@ -1,0 +1,51 @@
+"""Test-set evaluation of a VQ-VAE and of a prior over its codes."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..metrics import bits_per_image, codes_used, perplexity, psnr
+from ..priors import BasePrior
+from ..vqvae import VQVAE
+
+
+@torch.no_grad()
+def evaluate_vqvae(model: VQVAE, images: Tensor, batch_size: int = 500) -> dict[str, float]:
+    """Reconstruction MSE and PSNR over all ``images`` (uint8), codes used and their perplexity.
+
+    The histogram, hence perplexity, covers the whole set rather than one batch.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    squared_error, pixels = 0.0, 0
+    counts = torch.zeros(model.codebook_size, dtype=torch.long, device=device)
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size].to(device).float() / 255
+        out = model(x)
+        squared_error += float(((out.reconstruction.clamp(0, 1) - x) ** 2).sum())
+        pixels += x.numel()
+        counts += torch.bincount(out.indices.flatten(), minlength=model.codebook_size)
+    model.train(was_training)
+    mse = squared_error / pixels
+    return {"mse": mse, "psnr": psnr(mse), "codes_used": codes_used(counts), "codebook_size": model.codebook_size,
+            "perplexity": perplexity(counts)}
+
+
+@torch.no_grad()
+def evaluate_prior(prior: BasePrior, codes: Tensor, labels: Tensor | None = None,
+                   batch_size: int = 1000) -> dict[str, float]:
+    """Mean NLL over all code grids in nats per code and bits per image (with labels if conditional)."""
+    was_training = prior.training
+    prior.eval()
+    device = next(prior.parameters()).device
+    total, count = 0.0, 0
+    for start in range(0, len(codes), batch_size):
+        batch = codes[start:start + batch_size].to(device)
+        batch_labels = labels[start:start + batch_size].to(device) if labels is not None and prior.num_classes else None
+        total += float(prior.nll(batch, batch_labels).sum())
+        count += len(batch)
+    prior.train(was_training)
+    nats = total / count
+    return {"nll_nats_per_code": nats, "nll_bits_per_image": bits_per_image(nats, prior.num_codes)}
