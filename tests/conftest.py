@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 import pytest
 import torch
+from PIL import Image
 
 from discrete_latents import DECODERS, ENCODERS, PRIORS, QUANTIZERS, CausalPriorConfig, VQVAEConfig
 
@@ -36,3 +40,43 @@ def tiny_vqvae_config() -> VQVAEConfig:
 @pytest.fixture
 def tiny_prior_config() -> CausalPriorConfig:
     return CausalPriorConfig(codebook_size=16, grid_size=(7, 7), n_layer=2, n_head=2, n_embd=16)
+
+TINY_VQVAE = {"channels": [8, 16], "latent_dim": 8, "quantizer": "vq_ema",
+              "quantizer_kwargs": {"codebook_size": 16, "kmeans_init": True, "restart_dead_codes": True}}
+TINY_PRIOR = {"codebook_size": 16, "n_layer": 1, "n_head": 2, "n_embd": 16}
+
+
+def _write_digit_folder(root: Path, count: int = 96, seed: int = 0) -> Path:
+    """PNG images of bars at random positions, 28x28 grayscale, in ``root/train`` and ``root/test``."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", count), ("test", count // 4)):
+        folder = root / split
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            image = np.zeros((28, 28), dtype=np.uint8)
+            r, c = rng.integers(2, 20, size=2)
+            image[r:r + 6, c:c + 3] = 255
+            Image.fromarray(image, mode="L").save(folder / f"{i:04d}.png")
+    return root
+
+
+def _tiny_train_settings(data_dir: Path, out_dir: Path, **extra: object) -> dict[str, object]:
+    settings: dict[str, object] = dict(
+        out_dir=str(out_dir), dataset="folder", data_dir=str(data_dir), vqvae_overrides=TINY_VQVAE,
+        prior_overrides=TINY_PRIOR, vqvae_epochs=2, prior_epochs=2, batch_size=16, prior_batch_size=16,
+        warmup_steps=2, checkpoint_every=3, log_every=2, progress=False, num_threads=1,
+    )
+    settings.update(extra)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def digit_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder dataset of small bar images with train/ and test/ splits."""
+    return _write_digit_folder(tmp_path_factory.mktemp("digits"))
+
+
+@pytest.fixture
+def tiny_train_settings() -> Callable[..., dict[str, object]]:
+    """``settings(data_dir, out_dir, **changes)``: TrainConfig fields of a seconds-long two-stage run."""
+    return _tiny_train_settings

@@ -18,8 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from discrete_latents import VQVAE, CausalPriorConfig, Config, PixelCNNPriorConfig, VQVAEConfig
-from discrete_latents import files
+from discrete_latents import VQVAE, CausalPriorConfig, Config, PixelCNNPriorConfig, VQVAEConfig, files
 from discrete_latents.configs import FORMAT_VERSION
 from discrete_latents.errors import ConfigError
 from discrete_latents.files import MAX_JSON_BYTES, dumps_json, loads_json, read_json
@@ -306,7 +305,8 @@ def test_cf06_non_finite_numbers(tmp_path: Path, literal: str) -> None:
     with pytest.raises(ConfigError) as info:
         CausalPriorConfig.load(path)
     assert str(path) in str(info.value)
-    text = dumps_json(VQVAEConfig().to_dict()).replace('"codebook_size": 100', f'"codebook_size": 100, "beta": {literal}')
+    text = dumps_json(VQVAEConfig().to_dict())
+    text = text.replace('"codebook_size": 100', f'"codebook_size": 100, "beta": {literal}')
     with pytest.raises(ConfigError):
         VQVAEConfig.from_dict(loads_json(text))
 

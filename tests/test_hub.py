@@ -173,6 +173,8 @@ def test_bad_metadata_fails_before_anything_is_written(tmp_path: Path, tiny_vqva
         VQVAE(tiny_vqvae_config).save_pretrained(tmp_path / "out", metadata={"metrics": {"psnr": [1, 2]}})
     with pytest.raises(ConfigError, match="finite"):
         VQVAE(tiny_vqvae_config).save_pretrained(tmp_path / "out", metadata={"metrics": {"psnr": float("nan")}})
+    with pytest.raises(HFValidationError):
+        VQVAE(tiny_vqvae_config).save_pretrained(tmp_path / "out", repo_id="a/b/c")  # pasted into the card
     assert not (tmp_path / "out").exists()
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from discrete_latents import QUANTIZERS, VQVAE, CausalPriorConfig, VQVAEConfig
+from discrete_latents import QUANTIZERS, VQVAE, CausalPriorConfig
 from discrete_latents.errors import ConfigError, UnknownComponentError
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "discrete_latents"
@@ -28,7 +28,8 @@ FORBIDDEN_PATTERNS = {
     "torch.load": re.compile(r"(?<![.\w])torch\s*\.\s*load\b"),
     "import pickle": re.compile(r"^\s*(?:import|from)\s+(?:c?pickle|_pickle|dill|cloudpickle|joblib|shelve)\b",
                                 re.MULTILINE),
-    "pickle.load": re.compile(r"(?<![.\w])(?:c?pickle|_pickle|dill|cloudpickle|joblib)\s*\.\s*(?:load|loads|Unpickler)\b"),
+    "pickle.load": re.compile(
+        r"(?<![.\w])(?:c?pickle|_pickle|dill|cloudpickle|joblib)\s*\.\s*(?:load|loads|Unpickler)\b"),
     # The builtins only: model.eval() is a method call, "def eval(self)" defines one.
     "eval(": re.compile(r"(?<![.\w])(?<!def )eval\s*\("),
     "exec(": re.compile(r"(?<![.\w])(?<!def )exec\s*\("),

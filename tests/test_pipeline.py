@@ -227,6 +227,9 @@ def test_sample_grid(tmp_path: Path, tiny_vqvae_config, tiny_prior_config) -> No
     pipe.save_pretrained(tmp_path / "c", sample_grid=given)
     with Image.open(tmp_path / "c" / "samples.png") as image:
         assert image.size == (2 * 28 + 3 * 2, 2 * 28 + 3 * 2)
+    with pytest.raises(ValueError, match="channels"):
+        pipe.save_pretrained(tmp_path / "e", sample_grid=torch.rand(4, 2, 28, 28))
+    assert not (tmp_path / "e").exists()  # checked before anything is written
     pipe.save_pretrained(tmp_path / "d")
     assert not (tmp_path / "d" / "samples.png").exists()
     assert "![Samples]" not in (tmp_path / "d" / "README.md").read_text()
@@ -268,7 +271,8 @@ def test_plugin_prior_saved_by_name_loads_by_name(tmp_path: Path, tiny_vqvae_con
     assert_same_module(pipe.prior, loaded.prior)
 
 
-def test_an_unregistered_prior_cannot_be_saved(tmp_path: Path, tiny_vqvae_config, tiny_prior_config) -> None:
+def test_an_unregistered_prior_cannot_be_saved_or_pushed(tmp_path: Path, monkeypatch, tiny_vqvae_config,
+                                                        tiny_prior_config) -> None:
     class Unregistered(CausalPrior):  # inherits registry_name from CausalPrior, but is another class
         pass
 
@@ -276,6 +280,13 @@ def test_an_unregistered_prior_cannot_be_saved(tmp_path: Path, tiny_vqvae_config
     with pytest.raises(UnknownComponentError, match="not registered"):
         pipe.save_pretrained(tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+    def create_repo(*args, **kwargs):
+        raise AssertionError("a pipeline that cannot be saved must not create a repo")
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    with pytest.raises(UnknownComponentError, match="not registered"):
+        pipe.push_to_hub("user/never-created")
 
 
 # strict pipeline.json (HB-06, CF-09) ---------------------------------------------------------------
@@ -336,6 +347,8 @@ def test_missing_or_foreign_index(saved: Path) -> None:
     (saved / "model_index.json").unlink()
     with pytest.raises(ConfigError, match="pipeline.json not found"):
         VQVAEPipeline.from_pretrained(saved)
+    with pytest.raises(ConfigError, match="a single component: load it with VQVAE.from_pretrained"):
+        VQVAEPipeline.from_pretrained(saved / "vqvae")
 
 
 def test_component_weights_must_match(saved: Path, tiny_vqvae_config: VQVAEConfig) -> None:

@@ -205,9 +205,9 @@ def test_pl02_broken_plugin_is_isolated(plugins, source: str, error: type[BaseEx
     plugins.quantizer("good_vq")
     broken = plugins.quantizer("broken_vq", source)
     assert {"good_vq", "broken_vq"} <= set(QUANTIZERS.names())
-    with pytest.warns(RuntimeWarning, match=f"plugin '{broken}:FancyVQ' for quantizer 'broken_vq' failed to import"):
-        with pytest.raises(PluginLoadError, match="broken_vq") as info:
-            QUANTIZERS.get("broken_vq")
+    warning = f"plugin '{broken}:FancyVQ' for quantizer 'broken_vq' failed to import"
+    with pytest.warns(RuntimeWarning, match=warning), pytest.raises(PluginLoadError, match="broken_vq") as info:
+        QUANTIZERS.get("broken_vq")
     assert isinstance(info.value.__cause__, error)
     assert isinstance(info.value, ImportError)
     # the failure is remembered: the same error again, without importing again
@@ -288,6 +288,16 @@ def test_pl05_plugin_reusing_a_builtin_name_loses_with_a_warning(plugins) -> Non
     assert names.count("vq") == 1
     assert QUANTIZERS.get("vq") is VectorQuantizer
     assert module not in sys.modules
+
+
+def test_rediscovering_an_imported_plugin_is_no_clash(plugins) -> None:
+    plugins.quantizer("fancy_vq")
+    cls = QUANTIZERS.get("fancy_vq")
+    QUANTIZERS.reset_plugins()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "reuses the built-in name" warning about itself
+        assert "fancy_vq" in QUANTIZERS.names()
+    assert QUANTIZERS.get("fancy_vq") is cls
 
 
 def test_pl06_two_plugins_one_name_conflict_names_both(plugins) -> None:

@@ -18,7 +18,11 @@ from .priors import BasePrior as BasePrior
 from .priors import CausalPrior as CausalPrior
 from .quantizers import QUANTIZERS as QUANTIZERS
 from .quantizers import BaseQuantizer as BaseQuantizer
+from .quantizers import CodebookQuantizer as CodebookQuantizer
+from .quantizers import CosineVectorQuantizer as CosineVectorQuantizer
 from .quantizers import EMAVectorQuantizer as EMAVectorQuantizer
+from .quantizers import FiniteScalarQuantizer as FiniteScalarQuantizer
+from .quantizers import ResidualVectorQuantizer as ResidualVectorQuantizer
 from .quantizers import VectorQuantizer as VectorQuantizer
 from .registry import DECODERS as DECODERS
 from .registry import ENCODERS as ENCODERS
@@ -35,14 +39,18 @@ __all__ = [
     "BaseQuantizer",
     "CausalPrior",
     "CausalPriorConfig",
+    "CodebookQuantizer",
+    "CosineVectorQuantizer",
     "Config",
     "Decoder",
     "EMAVectorQuantizer",
     "Encoder",
+    "FiniteScalarQuantizer",
     "PixelCNNPriorConfig",
     "PriorOutput",
     "QuantizerOutput",
     "Registry",
+    "ResidualVectorQuantizer",
     "VQVAE",
     "VQVAEConfig",
     "VQVAEOutput",

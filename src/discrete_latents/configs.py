@@ -330,7 +330,8 @@ class CausalPriorConfig(PriorConfig):
         super().validate()
         self._require(self.n_layer >= 1, "n_layer", ">= 1")
         self._require(self.n_head >= 1, "n_head", ">= 1")
-        self._require(self.n_embd >= 1 and self.n_embd % self.n_head == 0, "n_embd", f"a multiple of n_head = {self.n_head}")
+        self._require(self.n_embd >= 1 and self.n_embd % self.n_head == 0, "n_embd",
+                      f"a multiple of n_head = {self.n_head}")
         self._require(0.0 <= self.dropout < 1.0, "dropout", "a probability in [0, 1)")
 
 

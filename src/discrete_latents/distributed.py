@@ -1,4 +1,9 @@
-"""Thin wrappers over torch.distributed that are no-ops in a single process."""
+"""Thin wrappers over torch.distributed that are no-ops in a single process.
+
+The quantizers call these inside ``forward`` in training mode. A collective blocks until every
+rank has issued it, so callers must issue the same collectives, with the same shapes, in the same
+order on every rank; the quantizers guarantee this by deciding only from all-reduced statistics.
+"""
 
 from __future__ import annotations
 

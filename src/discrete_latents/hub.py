@@ -183,11 +183,11 @@ def push_folder(repo_id: str, write: Callable[[Path], Any], *, private: bool | N
         The ``huggingface_hub.CommitInfo`` of the commit.
     """
     check_repo_id(repo_id)
-    api = HfApi(token=token, library_name=LIBRARY_NAME, library_version=_library_version())
-    repo_id = api.create_repo(repo_id=repo_id, private=private, exist_ok=True, repo_type="model").repo_id
     with tempfile.TemporaryDirectory(prefix="discrete_latents-push-") as tmp:
         root = Path(tmp)
-        write(root)
+        write(root)  # first: a model that cannot be saved must not leave an empty repo behind
+        api = HfApi(token=token, library_name=LIBRARY_NAME, library_version=_library_version())
+        repo_id = api.create_repo(repo_id=repo_id, private=private, exist_ok=True, repo_type="model").repo_id
         operations = [CommitOperationAdd(path_in_repo=path.relative_to(root).as_posix(), path_or_fileobj=str(path))
                       for path in sorted(root.rglob("*")) if path.is_file()]
         return api.create_commit(repo_id=repo_id, repo_type="model", operations=operations,

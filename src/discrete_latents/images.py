@@ -134,8 +134,19 @@ def save_grid(images: Tensor, path: str | os.PathLike[str], nrow: int | None = N
         ...     save_grid(torch.rand(4, 3, 32, 32), f"{tmp}/samples.png").name
         'samples.png'
     """
+    path = Path(path)
+    atomic_write_bytes(path, grid_png(images, nrow=nrow, padding=padding, pad_value=pad_value))
+    return path
+
+
+def grid_png(images: Tensor, nrow: int | None = None, padding: int = 2, pad_value: float = 0.0) -> bytes:
+    """The PNG file :func:`save_grid` writes, as bytes (to validate or upload before writing).
+
+    Example:
+        >>> import torch
+        >>> grid_png(torch.rand(2, 1, 8, 8))[:4]
+        b'\\x89PNG'
+    """
     buffer = io.BytesIO()
     make_grid(images, nrow=nrow, padding=padding, pad_value=pad_value).save(buffer, format="PNG")
-    path = Path(path)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return buffer.getvalue()

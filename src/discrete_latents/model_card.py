@@ -22,6 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from huggingface_hub import ModelCardData
+from huggingface_hub.utils import validate_repo_id
 
 from .errors import ConfigError
 from .files import MAX_JSON_BYTES, dumps_json, loads_json
@@ -184,6 +185,8 @@ def pipeline_card(vqvae: Any, prior: Any, prior_name: str, *, metadata: Mapping[
         True
     """
     metadata = check_metadata(metadata)
+    if repo_id is not None:
+        validate_repo_id(repo_id)  # it is pasted into the card's Markdown and code
     where = repo_id or "path/to/this/folder"
     labels = (f", labels=torch.arange(16) % {prior.num_classes}" if prior.num_classes else "")
     version = f" {library_version}" if library_version else ""
@@ -240,6 +243,8 @@ def component_card(model: Any, *, metadata: Mapping[str, Any] | None = None, rep
         True
     """
     metadata = check_metadata(metadata)
+    if repo_id is not None:
+        validate_repo_id(repo_id)  # it is pasted into the card's Markdown and code
     where = repo_id or "path/to/this/folder"
     cls = type(model)
     is_vqvae = hasattr(model, "decode_indices")

@@ -42,7 +42,7 @@ from .hub import (
     require_file,
     resolve,
 )
-from .images import save_grid
+from .images import grid_png
 from .model_card import SAMPLES_NAME, TAGS, check_metadata, pipeline_card
 from .priors import PRIORS, BasePrior
 from .validation import check_indices
@@ -397,6 +397,7 @@ class VQVAEPipeline:
             raise TypeError(f"sample_grid: expected True, False or an image tensor, got {sample_grid!r}")
         classes = self.prior.num_classes
         nrow = classes if samples is not None and 0 < classes <= samples.shape[0] and sample_grid is True else None
+        png = grid_png(samples, nrow=nrow) if samples is not None else None  # checks a given tensor early
         card = pipeline_card(self.vqvae, self.prior, index["components"]["prior"]["registry_name"],
                              metadata=self.metadata, repo_id=repo_id, samples=SAMPLES_NAME if samples is not None
                              else None, library_version=_library_version(),
@@ -407,8 +408,8 @@ class VQVAEPipeline:
             (folder / name).mkdir(exist_ok=True)
             module._save_pretrained(folder / name)  # type: ignore[operator]
         # 3. The model card and the image it shows.
-        if samples is not None:
-            save_grid(samples, folder / SAMPLES_NAME, nrow=nrow)
+        if png is not None:
+            atomic_write_bytes(folder / SAMPLES_NAME, png)
         atomic_write_bytes(folder / README_NAME, card.encode("utf-8"))
         # 4. The index last: it commits the save.
         write_json(folder / PIPELINE_NAME, index)
@@ -489,6 +490,9 @@ class VQVAEPipeline:
         if not (folder / PIPELINE_NAME).is_file() and (folder / "model_index.json").is_file():
             raise ConfigError(f"{PIPELINE_NAME} not found in {folder}; it holds model_index.json, a diffusers"
                               " pipeline index, which discrete_latents does not read")
+        if not (folder / PIPELINE_NAME).is_file() and (folder / CONFIG_NAME).is_file():
+            raise ConfigError(f"{PIPELINE_NAME} not found in {folder}; it holds {CONFIG_NAME}, a single component:"
+                              " load it with VQVAE.from_pretrained or PRIORS.get(name).from_pretrained")
         index_path = require_file(folder, PIPELINE_NAME)
         classes, metadata = parse_index(read_json(index_path), str(index_path))
         # 2. Every component folder must exist before any weights are read.

@@ -157,6 +157,10 @@ class Registry(Generic[T]):
                                   " lowercase letters, digits, '_', '.', '-'", RuntimeWarning, stacklevel=3)
                     continue
                 if name in self._classes:
+                    cls = self._classes[name]
+                    if (getattr(entry, "module", None) == cls.__module__
+                            and getattr(entry, "attr", None) == cls.__qualname__):
+                        continue  # this very plugin, already imported (e.g. before reset_plugins())
                     # Built-ins always win, so installing a package can never silently change a model.
                     warnings.warn(f"plugin {value!r} reuses the built-in {self.kind[:-1]} name {name!r};"
                                   " the built-in is kept", RuntimeWarning, stacklevel=3)

@@ -12,7 +12,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..configs import PriorConfig
-from ..errors import PluginLoadError, UnknownComponentError
+from ..errors import NonFiniteError, PluginLoadError, UnknownComponentError
 from ..hub import HubMixin
 from ..outputs import PriorOutput
 from ..registry import Registry
@@ -190,21 +190,26 @@ class BasePrior(nn.Module, HubMixin, ABC):
             cond = torch.cat([cond, torch.full_like(cond, self.null_label)])  # type: ignore[list-item]
         device = next(self.parameters()).device
         batch = num_samples * (2 if guided else 1)
+        # Made outside inference mode so the result is an ordinary tensor (usable in training).
+        codes = torch.zeros(batch, self.num_codes, dtype=torch.long, device=device)
         was_training = self.training
         self.eval()
         try:
-            codes = torch.zeros(batch, self.num_codes, dtype=torch.long, device=device)
-            state = self._start_sampling(batch, cond, use_cache)
-            for position in range(self.num_codes):
-                logits = self._next_logits(codes, position, cond, state).float()
-                if guided:
-                    conditional, unconditional = logits.chunk(2)
-                    logits = unconditional + guidance_scale * (conditional - unconditional)
-                nxt = sample_logits(logits, temperature, top_k, top_p, generator)
-                codes[:, position] = nxt.repeat(2) if guided else nxt
+            with torch.inference_mode():  # lighter than no_grad: less bookkeeping per operation
+                state = self._start_sampling(batch, cond, use_cache)
+                for position in range(self.num_codes):
+                    logits = self._next_logits(codes, position, cond, state)
+                    if guided:  # Ho & Salimans 2022 (arXiv 2207.12598): u + s * (c - u)
+                        conditional, unconditional = logits.float().chunk(2)
+                        logits = unconditional + guidance_scale * (conditional - unconditional)
+                    nxt = sample_logits(logits, temperature, top_k, top_p, generator)
+                    codes[:, position] = nxt.repeat(2) if guided else nxt
         finally:
             self.train(was_training)
-        return codes[:num_samples].view(num_samples, *self.grid_size)
+        codes = codes[:num_samples]
+        if int(codes.max()) >= self.codebook_size:  # a NaN logit sends the CDF search past the end
+            raise NonFiniteError("sample: the prior produced NaN logits (check its weights)")
+        return rearrange(codes, "n (h w) -> n h w", h=self.grid_size[0])
 
 
 PRIORS: Registry[type[BasePrior]] = Registry("priors", BasePrior, "discrete_latents.priors")

@@ -194,7 +194,7 @@ class CodebookQuantizer(BaseQuantizer):
 
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         super()._load_from_state_dict(*args, **kwargs)
-        self._init_checked = False  # a loaded `initialized` flag is read on the next training step
+        self._init_checked = not self.kmeans_init  # a loaded `initialized` is read on the next training step
 
     # codebook health -------------------------------------------------------------------------
     def usage_stats(self) -> dict[str, float]:

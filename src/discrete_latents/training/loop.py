@@ -9,6 +9,7 @@ the same weights as one never interrupted (on the same device and thread count).
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -193,6 +194,9 @@ class Trainer:
         config = base.replace(**cfg.prior_overrides)
         prior_name = "pixelcnn" if type(config).__name__ == "PixelCNNPriorConfig" else "causal_transformer"
         prior: BasePrior = PRIORS.create(prior_name, config=config).to(self.device)
+        if vqvae.quantizer.index_shape != ():
+            raise ConfigError(f"quantizer {vqvae.config.quantizer!r} gives {vqvae.quantizer.index_shape} codes per"
+                              " grid cell; a prior models one code per cell (use vq, vq_ema, vq_cosine or fsq)")
         if prior.codebook_size != vqvae.codebook_size or prior.grid_size != vqvae.grid_size:
             raise ConfigError(f"prior preset {cfg.prior_preset!r} models {prior.grid_size} grids of"
                               f" {prior.codebook_size} codes; the VQ-VAE makes {vqvae.grid_size} grids of"
@@ -290,6 +294,8 @@ class Trainer:
         from torch.nn.parallel import DistributedDataParallel
 
         # Quantizer statistics are all-reduced inside the quantizer; DDP need not broadcast buffers.
+        if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters:
+            return DistributedDataParallel(model, forward_sync_buffers=False)
         return DistributedDataParallel(model, broadcast_buffers=False)
 
     def _checkpoint(self, stage: str, model: nn.Module, optimizer: torch.optim.Optimizer, step: int,
