@@ -25,6 +25,10 @@ class DatasetFormatError(DiscreteLatentsError, ValueError):
     """A dataset file does not have the expected format."""
 
 
+class DatasetNotFoundError(DiscreteLatentsError, FileNotFoundError):
+    """Dataset files are missing and downloading was not requested; the message says where to put which files."""
+
+
 class ChecksumMismatchError(DiscreteLatentsError, OSError):
     """A downloaded or cached file does not have the expected size or SHA-256."""
 

@@ -27,6 +27,10 @@ def check_images(images: object, channels: int, size: int | None = None, name: s
     if size is not None and tuple(images.shape[2:]) != (size, size):
         raise ValueError(f"{name}: expected {size}x{size} images, shape {expected}, got {tuple(images.shape)}")
     check_finite(images, name)
+    low, high = float(images.min()), float(images.max())
+    if low < -0.01 or high > 1.01:  # a little slack for resampling overshoot
+        hint = " (divide uint8-range pixels by 255)" if high > 1.5 else ""
+        raise ValueError(f"{name}: expected pixel values in [0, 1], got values in [{low:.3g}, {high:.3g}]{hint}")
     return images
 
 

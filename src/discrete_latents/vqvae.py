@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
+
 import torch
 from torch import Tensor, nn
 
@@ -11,7 +14,7 @@ from .hub import HubMixin
 from .outputs import VQVAEOutput
 from .quantizers import QUANTIZERS, BaseQuantizer
 from .registry import DECODERS, ENCODERS
-from .validation import check_images
+from .validation import check_images, check_indices
 
 
 class VQVAE(nn.Module, HubMixin):
@@ -48,7 +51,7 @@ class VQVAE(nn.Module, HubMixin):
             quantizer = QUANTIZERS.create(config.quantizer, dim=config.latent_dim, **config.quantizer_kwargs)
         except (TypeError, ValueError) as err:
             raise ConfigError(f"VQVAEConfig.quantizer_kwargs {config.quantizer_kwargs} do not fit quantizer"
-                              f" {config.quantizer!r}: {err}") from None
+                              f" {config.quantizer!r}: {err}{_suggest_kwargs(config)}") from None
         self.quantizer: BaseQuantizer = quantizer
 
     @classmethod
@@ -100,6 +103,7 @@ class VQVAE(nn.Module, HubMixin):
     @torch.no_grad()
     def decode_indices(self, indices: Tensor) -> Tensor:
         """(B, h, w) code ids -> (B, C, H, W) images clamped to [0, 1]."""
+        indices = check_indices(indices, self.codebook_size, self.grid_size, trailing=self.quantizer.index_shape)
         codes = self.quantizer.indices_to_codes(indices)
         return (self.decoder(codes) * 0.5 + 0.5).clamp(0, 1)
 
@@ -107,3 +111,14 @@ class VQVAE(nn.Module, HubMixin):
     def reconstruct(self, images: Tensor) -> Tensor:
         """Encode then decode: (B, C, H, W) in [0, 1] -> the same shape, clamped to [0, 1]."""
         return self.decode_indices(self.encode(images))
+
+
+def _suggest_kwargs(config: VQVAEConfig) -> str:
+    """A "did you mean" for misspelled quantizer_kwargs, from the quantizer's signature."""
+    accepted: set[str] = set()
+    for cls in QUANTIZERS.get(config.quantizer).__mro__:
+        if "__init__" in vars(cls):
+            accepted |= set(inspect.signature(cls.__init__).parameters) - {"self", "dim", "args", "kwargs", "health"}
+    hints = [f"{key!r} -> {close[0]!r}" for key in config.quantizer_kwargs if key not in accepted
+             for close in [difflib.get_close_matches(key, sorted(accepted), n=1)] if close]
+    return f" (did you mean {', '.join(hints)}?)" if hints else ""

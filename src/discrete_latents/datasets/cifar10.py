@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import ChecksumMismatchError, DatasetFormatError
+from ..errors import ChecksumMismatchError, DatasetFormatError, DatasetNotFoundError
 from ..files import fsync_directory
 from . import checksums
 from ._download import download_file, verify_file
@@ -176,7 +176,7 @@ def _prepare(folder: Path, why: str, download: bool, mirrors: Sequence[str], all
     else:
         if (folder / PYTHON_DIR).exists() or (folder / checksums.CIFAR10_PYTHON.name).exists():
             raise _python_version_error(folder / PYTHON_DIR)
-        raise FileNotFoundError(
+        raise DatasetNotFoundError(
             f"CIFAR-10: neither {BATCHES_DIR}/ nor {binary.name} found in {folder} ({why}).\n"
             f"Fix: pass download=True to fetch {binary.name} ({binary.size} bytes, sha256 {binary.sha256}) from "
             f"{mirrors[0] if mirrors else 'a mirror'}, or put that file (or its extracted {BATCHES_DIR}/ folder) "

@@ -12,7 +12,7 @@ from PIL import Image, ImageOps
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..errors import DatasetFormatError
+from ..errors import DatasetFormatError, DatasetNotFoundError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 _MODES = {1: "L", 3: "RGB"}
@@ -65,7 +65,7 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
             raise ValueError(f"channels: expected 1 (grayscale) or 3 (RGB), got {channels!r}")
         self.root = Path(root).expanduser()
         if not self.root.is_dir():
-            raise FileNotFoundError(f"{self.root}: not a folder")
+            raise DatasetNotFoundError(f"{self.root}: not a folder")
         self.image_size = image_size
         self.channels = channels
         suffixes = {s.lower() if s.startswith(".") else f".{s.lower()}" for s in extensions}

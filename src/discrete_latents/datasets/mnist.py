@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import ChecksumMismatchError, DatasetFormatError
+from ..errors import ChecksumMismatchError, DatasetFormatError, DatasetNotFoundError
 from . import checksums
 from ._download import download_file
 from ._paths import DATA_DIR_ENV, dataset_folder
@@ -212,7 +212,7 @@ def _collect(
         else:
             missing.append(name)
     if missing:
-        raise FileNotFoundError(_missing_message(label, folder, why, missing, mirrors))
+        raise DatasetNotFoundError(_missing_message(label, folder, why, missing, mirrors))
     return [found[name] for name in names]
 
 

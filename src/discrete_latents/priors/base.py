@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..configs import PriorConfig
+from ..configs import Config, PriorConfig
 from ..errors import NonFiniteError, PluginLoadError, UnknownComponentError
 from ..hub import HubMixin
 from ..outputs import PriorOutput
@@ -183,11 +183,12 @@ class BasePrior(nn.Module, HubMixin, ABC):
             raise ValueError(f"guidance_scale: classifier-free guidance needs labels; got guidance_scale="
                              f"{guidance_scale!r} with labels=None (use 1.0 to sample unconditionally)")
         cond = self._condition(labels, num_samples)
-        guided = cond is not None and guidance_scale != 1.0
-        if guided:
+        guided = False
+        if cond is not None and guidance_scale != 1.0:
             if self.config.label_dropout == 0:
                 raise ValueError("guidance_scale: guidance needs a prior trained with label dropout > 0")
-            cond = torch.cat([cond, torch.full_like(cond, self.null_label)])  # type: ignore[list-item]
+            # One batch: N conditional rows, then the same N rows with the "no label" id.
+            cond, guided = torch.cat([cond, torch.full_like(cond, self.null_label)]), True
         device = next(self.parameters()).device
         batch = num_samples * (2 if guided else 1)
         # Made outside inference mode so the result is an ordinary tensor (usable in training).
@@ -199,6 +200,9 @@ class BasePrior(nn.Module, HubMixin, ABC):
                 state = self._start_sampling(batch, cond, use_cache)
                 for position in range(self.num_codes):
                     logits = self._next_logits(codes, position, cond, state)
+                    if not bool(torch.isfinite(logits).all()):  # else a NaN silently becomes some code
+                        raise NonFiniteError(f"sample: the prior produced NaN or infinite logits at position"
+                                             f" {position}; check its weights")
                     if guided:  # Ho & Salimans 2022 (arXiv 2207.12598): u + s * (c - u)
                         conditional, unconditional = logits.float().chunk(2)
                         logits = unconditional + guidance_scale * (conditional - unconditional)
@@ -206,16 +210,13 @@ class BasePrior(nn.Module, HubMixin, ABC):
                     codes[:, position] = nxt.repeat(2) if guided else nxt
         finally:
             self.train(was_training)
-        codes = codes[:num_samples]
-        if int(codes.max()) >= self.codebook_size:  # a NaN logit sends the CDF search past the end
-            raise NonFiniteError("sample: the prior produced NaN logits (check its weights)")
-        return rearrange(codes, "n (h w) -> n h w", h=self.grid_size[0])
+        return rearrange(codes[:num_samples], "n (h w) -> n h w", h=self.grid_size[0])
 
 
 PRIORS: Registry[type[BasePrior]] = Registry("priors", BasePrior, "discrete_latents.priors")
 
 
-def build_prior(config: PriorConfig) -> BasePrior:
+def build_prior(config: Config) -> BasePrior:
     """Build the registered prior whose ``config_class`` is the type of ``config``.
 
     So a preset or a saved config alone chooses the architecture: a

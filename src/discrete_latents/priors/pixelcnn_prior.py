@@ -62,15 +62,17 @@ class GatedLayer(nn.Module):
         self.h_out = nn.Conv2d(channels, channels, 1)
         # Row num_classes is the "no label" id used by label dropout and unconditional sampling.
         self.class_bias = nn.Embedding(num_classes + 1, 2 * channels) if num_classes else None
+        if self.class_bias is not None:
+            # Small class biases: an untrained conditional model starts close to unconditional.
+            nn.init.normal_(self.class_bias.weight, std=0.02)
 
     def forward(self, v: Tensor, h: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor]:
         """(B, C_in, h, w) stacks and (B,) labels -> (B, p, h, w) stacks."""
         r, width = self.reach, h.shape[3]
         v_pre = self.vertical(F.pad(v, (r, r, r, 0)))  # row i sees rows i - r .. i
-        if self.first:  # columns j - r .. j - 1: pad r, then drop the output that saw column j
-            h_pre = self.horizontal(F.pad(h, (r, 0)))[..., :width]
-        else:
-            h_pre = self.horizontal(F.pad(h, (r, 0)))
+        h_pre = self.horizontal(F.pad(h, (r, 0)))  # column j sees columns j - r .. j
+        if self.first:  # kernel width r: w + 1 outputs; output j sees j - r .. j - 1, drop the last
+            h_pre = h_pre[..., :width]
         # The vertical stack reaches row i only from row i - 1, else it would see codes to the right.
         h_pre = h_pre + self.v_to_h(shift_down(v_pre))
         if self.class_bias is not None and cond is not None:
@@ -121,10 +123,6 @@ class PixelCNNPrior(BasePrior):
         )
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(width, width, 1), nn.ReLU(),
                                   nn.Conv2d(width, cfg.codebook_size, 1))
-        for layer in self.layers:
-            if layer.class_bias is not None:
-                # Small class biases: an untrained conditional model starts close to unconditional.
-                nn.init.normal_(layer.class_bias.weight, std=0.02)
 
     def _net(self, indices: Tensor, cond: Tensor | None) -> Tensor:
         """(B, rows, w) codes -> (B, rows, w, K) logits; any number of leading rows works."""

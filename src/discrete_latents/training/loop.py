@@ -95,7 +95,6 @@ class Trainer:
         self.out = Path(config.out_dir)
         self.device = pick_device(config.device)
         self.checkpoints = CheckpointManager(self.out / "checkpoints", config.keep_last)
-        self.is_main = distributed.rank() == 0
         self.log = log or (lambda message: print(message, file=sys.stderr, flush=True))
         self._stop_requested = False
         self._resume_state: dict[str, Any] | None = None
@@ -105,6 +104,7 @@ class Trainer:
     def fit(self) -> dict[str, float]:
         """Train the configured stages, evaluate on the test set, and return the final metrics."""
         cfg = self.config
+        started_group = self._setup_distributed()
         self.out.mkdir(parents=True, exist_ok=True)
         if not os.access(self.out, os.W_OK):
             raise PermissionError(f"out_dir {self.out} is not writable")
@@ -145,6 +145,23 @@ class Trainer:
             if flush_denormal:
                 torch.set_flush_denormal(False)
             torch.set_num_threads(previous_threads)
+            if started_group:
+                torch.distributed.destroy_process_group()
+
+    @property
+    def is_main(self) -> bool:
+        """Only rank 0 writes checkpoints, logs and models."""
+        return distributed.rank() == 0
+
+    def _setup_distributed(self) -> bool:
+        """Join the process group that ``torchrun`` describes in the environment; True if started here."""
+        if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or torch.distributed.is_initialized():
+            return False
+        backend = "nccl" if self.device.type == "cuda" else "gloo"
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        torch.distributed.init_process_group(backend=backend)
+        return True
 
     def _autocast(self, setting: str) -> Callable[[], Any]:
         """A context factory: bf16 autocast when ``setting`` asks for it (``auto``: on GPU only)."""
