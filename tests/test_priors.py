@@ -104,8 +104,10 @@ def test_causality_at_every_position(name: str, conditional: bool) -> None:
     later_or_same = torch.triu(torch.ones(L, L, dtype=torch.bool))
     # Changing code q never changes the logits of positions <= q (q itself included: no leak).
     assert float(dep[later_or_same].max()) <= 1e-10
-    # ... and every earlier code does reach every later position (no blind spot anywhere).
-    assert float(dep[~later_or_same].min()) > 1e-8
+    # ... and later positions do see earlier codes. The built-ins see every earlier code from
+    # every position (no blind spot anywhere); a plugin may have a smaller receptive field.
+    earlier = dep[~later_or_same]
+    assert float(earlier.min() if name in TINY else earlier.max()) > 1e-8
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -113,11 +115,12 @@ def test_no_blind_spot_up_right(name: str) -> None:
     """The original PixelCNN never sees codes up and to the right; the gated one must."""
     dep = dependency_matrix(make_prior(name))
     h, w = GRID
-    for i in range(1, h):
-        for j in range(w - 1):
-            for dj in range(1, w - j):  # every code to the upper right, in the row above
-                p, q = i * w + j, (i - 1) * w + j + dj
-                assert dep[p, q] > 1e-8, f"position {(i, j)} does not see code {(i - 1, j + dj)}"
+    pairs = [(i * w + j, (i - 1) * w + j + dj) for i in range(1, h) for j in range(w - 1)
+             for dj in range(1, w - j)]  # (position, a code up and to its right, in the row above)
+    seen = [bool(dep[p, q] > 1e-8) for p, q in pairs]
+    assert any(seen)  # the contract: the receptive field includes codes up-right of some position
+    if name in TINY:  # the built-ins: of every position
+        assert all(seen), [divmod(p, w) for (p, _), ok in zip(pairs, seen) if not ok]
 
 
 # --- determinism, cache, greedy -----------------------------------------------------------------

@@ -36,8 +36,8 @@ class VQVAEOutput(NamedTuple):
     """What :meth:`VQVAE.forward` returns.
 
     Attributes:
-        reconstruction: (B, C, H, W) decoded images on the [0, 1] scale (not clamped, so the
-            reconstruction loss sees the true error).
+        reconstruction: (B, C, H, W) decoded images clamped to [0, 1]; the clamp passes
+            gradients straight through, so a reconstruction loss sees the returned images' error.
         indices: the quantizer's indices.
         loss: scalar quantizer loss (add the reconstruction loss to train).
         quantizer: the full :class:`QuantizerOutput`.

@@ -158,17 +158,25 @@ class BasePrior(nn.Module, HubMixin, ABC):
         """Generate code grids one code at a time in raster order.
 
         Args:
-            num_samples: N.
-            temperature: softmax temperature; 0 is greedy decoding. Default 1.
-            top_k: keep only the k most likely codes (None = all).
+            num_samples: N >= 1.
+            temperature: softmax temperature, finite and >= 0; 0 is greedy decoding (argmax,
+                deterministic without a generator). Default 1.
+            top_k: keep only the k most likely codes (None = all; k >= K keeps all).
             top_p: nucleus sampling mass in (0, 1] (None = all).
-            labels: (N,) classes for a conditional prior; ``None`` samples unconditionally.
-            guidance_scale: classifier-free guidance; 1 is plain conditional sampling.
+            labels: (N,) int64 classes in [0, num_classes) for a conditional prior; ``None``
+                samples unconditionally (needs a prior trained with label dropout).
+            guidance_scale: classifier-free guidance s, logits = u + s * (c - u); 1 is plain
+                conditional sampling, 0 unconditional. Needs labels.
             generator: a ``torch.Generator`` for reproducible draws.
-            use_cache: reuse keys/values of earlier positions (same codes, faster).
+            use_cache: reuse keys/values of earlier positions (same codes, faster); priors
+                without a cache ignore it.
 
         Returns:
-            (N, h, w) int64 codes.
+            (N, h, w) int64 codes in [0, K).
+
+        Raises:
+            ValueError: an argument out of range (the message starts with its name).
+            NonFiniteError: the model produced NaN or infinite logits.
 
         Example:
             >>> from discrete_latents import CausalPrior, CausalPriorConfig
