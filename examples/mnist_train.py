@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from discrete_latents import CausalPrior, VQVAE, VQVAEPipeline
+from discrete_latents import VQVAE, CausalPrior, VQVAEPipeline
 from discrete_latents.training import TrainConfig, Trainer
 
 

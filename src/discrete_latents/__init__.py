@@ -9,10 +9,10 @@ from .configs import VQVAEConfig as VQVAEConfig
 from .decoder import Decoder as Decoder
 from .encoder import Encoder as Encoder
 from .outputs import PriorOutput as PriorOutput
-from .pipeline import VQVAEPipeline as VQVAEPipeline
-from .pretrained import pretrained_path as pretrained_path
 from .outputs import QuantizerOutput as QuantizerOutput
 from .outputs import VQVAEOutput as VQVAEOutput
+from .pipeline import VQVAEPipeline as VQVAEPipeline
+from .pretrained import pretrained_path as pretrained_path
 from .priors import PRIORS as PRIORS
 from .priors import BasePrior as BasePrior
 from .priors import CausalPrior as CausalPrior

@@ -130,7 +130,8 @@ def _suggest_kwargs(config: VQVAEConfig) -> str:
     accepted: set[str] = set()
     for cls in QUANTIZERS.get(config.quantizer).__mro__:
         if "__init__" in vars(cls):
-            accepted |= set(inspect.signature(cls.__init__).parameters) - {"self", "dim", "args", "kwargs", "health"}
+            init = vars(cls)["__init__"]
+            accepted |= set(inspect.signature(init).parameters) - {"self", "dim", "args", "kwargs", "health"}
     hints = [f"{key!r} -> {close[0]!r}" for key in config.quantizer_kwargs if key not in accepted
              for close in [difflib.get_close_matches(key, sorted(accepted), n=1)] if close]
     return f" (did you mean {', '.join(hints)}?)" if hints else ""

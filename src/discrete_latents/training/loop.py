@@ -28,7 +28,6 @@ from torch import Tensor, nn
 from .. import distributed
 from ..configs import Config
 from ..errors import ConfigError, NonFiniteError
-from ..hub import HubMixin
 from ..presets import prior_preset, vqvae_preset
 from ..priors import PRIORS, BasePrior
 from ..serialization import read_safetensors, write_safetensors
