@@ -16,6 +16,8 @@ from .pretrained import pretrained_path as pretrained_path
 from .priors import PRIORS as PRIORS
 from .priors import BasePrior as BasePrior
 from .priors import CausalPrior as CausalPrior
+from .priors import PixelCNNPrior as PixelCNNPrior
+from .priors import build_prior as build_prior
 from .quantizers import QUANTIZERS as QUANTIZERS
 from .quantizers import BaseQuantizer as BaseQuantizer
 from .quantizers import CodebookQuantizer as CodebookQuantizer
@@ -31,6 +33,7 @@ from .vqvae import VQVAE as VQVAE
 
 __all__ = [
     "__version__",
+    "build_prior",
     "DECODERS",
     "ENCODERS",
     "PRIORS",
@@ -46,6 +49,7 @@ __all__ = [
     "EMAVectorQuantizer",
     "Encoder",
     "FiniteScalarQuantizer",
+    "PixelCNNPrior",
     "PixelCNNPriorConfig",
     "PriorOutput",
     "QuantizerOutput",

@@ -29,7 +29,7 @@ from .. import distributed
 from ..configs import Config
 from ..errors import ConfigError, NonFiniteError
 from ..presets import prior_preset, vqvae_preset
-from ..priors import PRIORS, BasePrior
+from ..priors import BasePrior, build_prior
 from ..serialization import read_safetensors, write_safetensors
 from ..vqvae import VQVAE
 from .checkpoint import (
@@ -46,7 +46,7 @@ from .evaluate import evaluate_prior, evaluate_vqvae
 
 # Settings that may differ between a run and its resumption without changing the result.
 RESUMABLE_CHANGES = {"resume", "progress", "log_every", "checkpoint_every", "keep_last", "device", "data_dir",
-                     "download"}
+                     "download", "num_threads"}
 
 
 def pick_device(name: str) -> torch.device:
@@ -66,13 +66,6 @@ def learning_rate(step: int, total: int, peak: float, warmup: int, min_ratio: fl
         return peak * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def decay_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: matrices and embeddings decay; biases and norm gains do not (as in GPT-2)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    return [{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
 
 
 class Trainer:
@@ -208,8 +201,7 @@ class Trainer:
         cfg = self.config
         base: Config = prior_preset(cfg.prior_preset)
         config = base.replace(**cfg.prior_overrides)
-        prior_name = "pixelcnn" if type(config).__name__ == "PixelCNNPriorConfig" else "causal_transformer"
-        prior: BasePrior = PRIORS.create(prior_name, config=config).to(self.device)
+        prior = build_prior(config).to(self.device)
         if vqvae.quantizer.index_shape != ():
             raise ConfigError(f"quantizer {vqvae.config.quantizer!r} gives {vqvae.quantizer.index_shape} codes per"
                               " grid cell; a prior models one code per cell (use vq, vq_ema, vq_cosine or fsq)")
@@ -219,7 +211,7 @@ class Trainer:
                               f" {vqvae.codebook_size}")
         codes = self._training_codes(vqvae, images).to(self.device)
         class_labels = labels.to(self.device) if prior.num_classes else None
-        optimizer = torch.optim.AdamW(decay_groups(prior, cfg.weight_decay), lr=cfg.prior_lr, betas=(0.9, 0.95))
+        optimizer = torch.optim.AdamW(prior.param_groups(cfg.weight_decay), lr=cfg.prior_lr, betas=(0.9, 0.95))
         autocast = self._autocast(cfg.prior_amp)
 
         def step(module: nn.Module, index: Tensor) -> tuple[Tensor, dict[str, float]]:
