@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from discrete_latents import VQVAE, CausalPrior
+from discrete_latents import VQVAE, CausalPrior, VQVAEPipeline
 from discrete_latents.errors import CheckpointSaveError, ConfigError, NonFiniteError
 from discrete_latents.serialization import read_safetensors
 from discrete_latents.training import CheckpointManager, TrainConfig, Trainer
@@ -55,6 +55,9 @@ def test_two_stages_write_models_logs_and_grids(train: Train, settings: Settings
     assert (out / "images" / "reconstructions_epoch003.png").is_file()
     assert (out / "images" / "samples_epoch002.png").is_file()
     assert json.loads((out / "metrics.json").read_text())["psnr"] == pytest.approx(metrics["psnr"])
+    pipeline = VQVAEPipeline.from_pretrained(out / "pipeline")  # the trainer assembles the pipeline
+    assert pipeline.metadata["metrics"]["psnr"] == pytest.approx(metrics["psnr"], abs=1e-4)
+    assert (out / "pipeline" / "samples.png").is_file() and "psnr" in (out / "pipeline" / "README.md").read_text()
 
 
 def test_training_lowers_the_reconstruction_error(train: Train, settings: Settings, tmp_path: Path) -> None:

@@ -113,10 +113,10 @@ def test_valid_inputs_pass(model: VQVAE) -> None:
     (torch.zeros(2, 7, 7), TypeError, "expected an integer tensor of code ids, got dtype torch.float32"),
     (torch.zeros(2, 7, 7, dtype=torch.float16), TypeError, "integer tensor"),
     (torch.zeros(2, 7, 7, dtype=torch.bool), TypeError, "integer tensor"),
-    (torch.zeros(2, 49, dtype=torch.long), ValueError, r"expected shape \(B, h, w\) with B >= 1, got \(2, 49\)"),
+    (torch.zeros(2, 49, dtype=torch.long), ValueError, r"expected shape \(B, 7, 7\) with B >= 1, got \(2, 49\)"),
     (torch.zeros(2, 7, 7, 1, dtype=torch.long), ValueError, "expected shape"),
     (torch.zeros(0, 7, 7, dtype=torch.long), ValueError, "B >= 1"),
-    (torch.zeros(2, 0, 7, dtype=torch.long), ValueError, "without empty axes"),
+    (torch.zeros(2, 0, 7, dtype=torch.long), ValueError, "expected a 7x7 grid"),
     ([[0, 1], [2, 3]], TypeError, "expected a torch.Tensor of int64 code ids, got list"),
 ])
 def test_bad_indices_fail_before_any_lookup(model: VQVAE, monkeypatch, indices: object,

@@ -13,6 +13,7 @@ import inspect
 import json
 import math
 import os
+import platform
 import signal
 import sys
 import time
@@ -28,6 +29,7 @@ from torch import Tensor, nn
 from .. import distributed
 from ..configs import Config
 from ..errors import ConfigError, NonFiniteError
+from ..pipeline import VQVAEPipeline
 from ..presets import prior_preset, vqvae_preset
 from ..priors import BasePrior, build_prior
 from ..serialization import read_safetensors, write_safetensors
@@ -96,6 +98,7 @@ class Trainer:
     def fit(self) -> dict[str, float]:
         """Train the configured stages, evaluate on the test set, and return the final metrics."""
         cfg = self.config
+        started = time.perf_counter()
         started_group = self._setup_distributed()
         self.out.mkdir(parents=True, exist_ok=True)
         if not os.access(self.out, os.W_OK):
@@ -122,6 +125,7 @@ class Trainer:
                 if self._stop_requested:
                     return {}
                 metrics.update(evaluate_vqvae(vqvae, test_images.to(self.device)))
+                prior = None
                 if cfg.stage in ("prior", "both"):
                     prior = self.train_prior(vqvae, train_images, train_labels, test_images)
                     if self._stop_requested:
@@ -131,6 +135,8 @@ class Trainer:
                 if self.is_main:
                     (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
                     self.log(format_metrics(metrics))
+                    if prior is not None:
+                        self._save_pipeline(vqvae, prior, metrics, time.perf_counter() - started)
                 return metrics
         finally:
             signal.signal(signal.SIGTERM, previous_handler)
@@ -232,6 +238,24 @@ class Trainer:
         if self.is_main and not self._stop_requested:
             prior.save_pretrained(self.out / "prior")
         return prior.eval()
+
+    def _save_pipeline(self, vqvae: VQVAE, prior: BasePrior, metrics: dict[str, float], seconds: float) -> None:
+        """Write ``out_dir/pipeline``: both models, a sample grid and a model card with the run's facts."""
+        cfg = self.config
+        device = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else \
+            f"{self.device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+        metadata = {
+            "preset": cfg.preset,
+            "dataset": cfg.dataset,
+            "training": {"vqvae_epochs": cfg.vqvae_epochs, "prior_epochs": cfg.prior_epochs,
+                         "batch_size": cfg.batch_size, "prior_batch_size": cfg.prior_batch_size,
+                         "vqvae_lr": cfg.vqvae_lr, "prior_lr": cfg.prior_lr, "amp": cfg.amp,
+                         "prior_amp": cfg.prior_amp, "seed": cfg.seed, "device": device,
+                         "wall_time_minutes": round(seconds / 60, 1), "torch": torch.__version__},
+            "metrics": {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()},
+        }
+        VQVAEPipeline(vqvae=vqvae, prior=prior, metadata=metadata).save_pretrained(self.out / "pipeline",
+                                                                                   sample_grid=True, seed=cfg.seed)
 
     # the shared loop ---------------------------------------------------------------------------
     def _run_stage(self, stage: str, model: nn.Module, optimizer: torch.optim.Optimizer,
