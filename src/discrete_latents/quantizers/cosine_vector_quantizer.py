@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from .base import QUANTIZERS
-from .codebook import CodebookQuantizer
+from .vector_quantizer import VectorQuantizer
 
 
 @QUANTIZERS.register("vq_cosine")
-class CosineVectorQuantizer(CodebookQuantizer):
+class CosineVectorQuantizer(VectorQuantizer):
     """VQ by cosine similarity (Yu et al. 2021, "Vector-quantized image modeling with improved
     VQGAN", arXiv 2110.04627, §3.2).
 
@@ -37,9 +37,9 @@ class CosineVectorQuantizer(CodebookQuantizer):
     """
 
     def __init__(self, dim: int, codebook_size: int = 512, beta: float = 0.25, **health: object) -> None:
-        super().__init__(dim, codebook_size, beta, **health)  # type: ignore[arg-type]
+        super().__init__(dim, codebook_size, beta, **health)
         # Random directions: uniform on the sphere once normalised.
-        self.weight = nn.Parameter(F.normalize(torch.randn(codebook_size, dim), dim=1))
+        self.weight.data = F.normalize(torch.randn(codebook_size, dim), dim=1)
 
     @property
     def codebook(self) -> Tensor:
@@ -47,7 +47,3 @@ class CosineVectorQuantizer(CodebookQuantizer):
 
     def _prepare(self, flat: Tensor) -> Tensor:
         return F.normalize(flat, dim=1)  # (N, D); a zero row stays zero (eps), never NaN
-
-    def _set_codes(self, rows: Tensor, values: Tensor) -> None:
-        # `.data`: outside autograd, as for "vq"; values are already unit vectors.
-        self.weight.data[rows] = values.to(self.weight.dtype)
