@@ -35,7 +35,7 @@ from discrete_latents.priors import build_prior
 NUM_CODES = 49  # a 7x7 code grid
 
 
-def build_gpt2() -> Callable[[int], object] | None:
+def build_gpt2(device: torch.device) -> Callable[[int], object] | None:
     """GPT-2 at the prior's size, or None when ``transformers`` is not installed."""
     try:
         from transformers import GPT2Config, GPT2LMHeadModel
@@ -47,11 +47,11 @@ def build_gpt2() -> Callable[[int], object] | None:
     # from ending a sequence early, so every sample has exactly 49 new tokens.
     config = GPT2Config(n_embd=128, n_head=8, n_layer=3, vocab_size=101, n_positions=50,
                         bos_token_id=100, eos_token_id=100, pad_token_id=100)
-    model = GPT2LMHeadModel(config).eval()
+    model = GPT2LMHeadModel(config).eval().to(device)
 
     @torch.no_grad()
     def generate(batch: int) -> object:
-        start = torch.full((batch, 1), 100, dtype=torch.long)
+        start = torch.full((batch, 1), 100, dtype=torch.long, device=device)
         out = model.generate(start, attention_mask=torch.ones_like(start), do_sample=True,
                              max_new_tokens=NUM_CODES, min_new_tokens=NUM_CODES)
         assert out.shape == (batch, 1 + NUM_CODES), out.shape
@@ -64,20 +64,22 @@ def median_ms(runs: dict[str, list[float]]) -> dict[str, float]:
     return {name: statistics.median(times) * 1e3 for name, times in runs.items()}
 
 
-def benchmark(batch_sizes: list[int], repeats: int, include_pixelcnn: bool) -> tuple[list[dict[str, object]], bool]:
+def benchmark(batch_sizes: list[int], repeats: int, include_pixelcnn: bool,
+              device: torch.device | None = None) -> tuple[list[dict[str, object]], bool]:
+    device = device or torch.device("cpu")
     torch.manual_seed(0)
     config = prior_preset("mnist")
     assert isinstance(config, CausalPriorConfig)
-    prior = CausalPrior(config).eval()
+    prior = CausalPrior(config).eval().to(device)
     methods: dict[str, Callable[[int], object]] = {
         "cache": lambda n: prior.sample(n, use_cache=True),
         "no cache": lambda n: prior.sample(n, use_cache=False),
     }
-    gpt2 = build_gpt2()
+    gpt2 = build_gpt2(device)
     if gpt2 is not None:
         methods["GPT-2 generate"] = gpt2
     if include_pixelcnn:
-        pixelcnn = build_prior(prior_preset("mnist_pixelcnn")).eval()
+        pixelcnn = build_prior(prior_preset("mnist_pixelcnn")).eval().to(device)
         methods["PixelCNN"] = lambda n: pixelcnn.sample(n)
     rows = []
     for batch in batch_sizes:
@@ -86,8 +88,12 @@ def benchmark(batch_sizes: list[int], repeats: int, include_pixelcnn: bool) -> t
             fn(batch)
         for _ in range(repeats):
             for name, fn in methods.items():
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
                 start = time.perf_counter()
                 fn(batch)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
                 runs[name].append(time.perf_counter() - start)
         ms = median_ms(runs)
         row: dict[str, object] = {"batch": batch, **{name: ms[name] / batch for name in methods}}
@@ -98,12 +104,12 @@ def benchmark(batch_sizes: list[int], repeats: int, include_pixelcnn: bool) -> t
     return rows, gpt2 is not None
 
 
-def to_markdown(rows: list[dict[str, object]], has_gpt2: bool, repeats: int) -> str:
+def to_markdown(rows: list[dict[str, object]], has_gpt2: bool, repeats: int, device: str = "cpu") -> str:
     columns = list(rows[0])
     lines = [
         f"Sampling 49 codes (7x7) per image; median of {repeats} runs; ms per sampled image"
         f" (ratios from whole-batch medians). torch {torch.__version__}, {torch.get_num_threads()} threads,"
-        f" {platform.processor() or platform.machine()}.",
+        f" {platform.processor() or platform.machine()}, device {device}.",
         "",
         "| " + " | ".join(columns) + " |",
         "|" + "|".join("---:" for _ in columns) + "|",
@@ -141,13 +147,15 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (the target is 2 cores)")
     parser.add_argument("--pixelcnn", action="store_true", help="also time the mnist_pixelcnn prior")
     parser.add_argument("--out", type=Path, help="also write the markdown table to this file")
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     if args.repeats < 1 or any(b < 1 for b in args.batch_sizes):
         parser.error("--repeats and --batch-sizes must be positive")
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", module="transformers")
-    rows, has_gpt2 = benchmark(args.batch_sizes, args.repeats, args.pixelcnn)
-    table = to_markdown(rows, has_gpt2, args.repeats)
+    rows, has_gpt2 = benchmark(args.batch_sizes, args.repeats, args.pixelcnn, torch.device(args.device))
+    device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else args.device
+    table = to_markdown(rows, has_gpt2, args.repeats, device)
     print(table, end="")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
