@@ -131,6 +131,8 @@ def test_sigkill_mid_training_then_resume_gives_the_uninterrupted_weights(train:
     for stage in ("vqvae", "prior"):
         full, again = _weights(tmp_path / "full" / stage), _weights(tmp_path / "killed" / stage)
         assert all(torch.equal(full[k], again[k]) for k in full), stage
+    logged = [(r["stage"], r["step"]) for r in map(json.loads, (tmp_path / "killed" / "metrics.jsonl").open())]
+    assert len(logged) == len(set(logged))  # steps redone after the resume are logged once
 
 
 def test_resume_refuses_changed_settings(train: Train, settings: Settings, tmp_path: Path) -> None:

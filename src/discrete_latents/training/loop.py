@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from .. import distributed
 from ..configs import Config
 from ..errors import ConfigError, NonFiniteError
+from ..files import atomic_write_bytes
 from ..pipeline import VQVAEPipeline
 from ..presets import prior_preset, vqvae_preset
 from ..priors import BasePrior, build_prior
@@ -272,6 +273,7 @@ class Trainer:
             rng_from_tensors(self._resume_files["rng"])
             start_epoch, start_batch, step = resume["epoch"], resume["batch"], resume["step"]
             nonfinite = resume["nonfinite"]
+            self._truncate_log(stage, step)
             self.log(f"resumed {stage} at epoch {start_epoch + 1}, batch {start_batch} (step {step})")
         wrapped = self._wrap(model)
         model.train()
@@ -399,6 +401,15 @@ class Trainer:
             record["time"] = round(time.time(), 3)
             with open(self.out / "metrics.jsonl", "a") as handle:
                 handle.write(json.dumps(record, allow_nan=True) + "\n")
+
+    def _truncate_log(self, stage: str, step: int) -> None:
+        """Drop log lines written after the checkpoint being resumed, so each step appears once."""
+        path = self.out / "metrics.jsonl"
+        if not (self.is_main and path.is_file()):
+            return
+        kept = [line for line in path.read_text().splitlines()
+                if not (f'"stage": "{stage}"' in line and json.loads(line)["step"] > step)]
+        atomic_write_bytes(path, "".join(f"{line}\n" for line in kept).encode())
 
     def _save_grid(self, images: Tensor, name: str, nrow: int) -> None:
         from ..images import save_grid
