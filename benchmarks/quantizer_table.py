@@ -48,7 +48,8 @@ def main(data_dir: str, epochs: int, out_dir: str = "runs/quantizers", out: Path
         print(rows[-1], flush=True)
     header = (f"Stage 1 only, {epochs} epochs, batch 32, Adam 1e-3, bf16 autocast, seed 0; test set of 10,000;"
               f" {platform.processor() or platform.machine()}, {threads} threads, torch {torch.__version__}.\n\n"
-              "| quantizer | name | K | PSNR (dB) | codes used | perplexity | minutes |\n|---|---|---|---|---|---|---|\n")
+              "| quantizer | name | K | PSNR (dB) | codes used | perplexity | minutes |\n"
+              "|---|---|---|---|---|---|---|\n")
     table = header + "\n".join(rows) + "\n"
     if out:
         out.write_text(table)
