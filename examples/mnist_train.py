@@ -40,9 +40,6 @@ def main(out_dir: str = "runs/mnist", data_dir: str = "", quick: bool = False, e
         device=device, preset="mnist", prior_preset="mnist",
         vqvae_epochs=1 if quick else epochs, prior_epochs=1 if quick else epochs,
         limit_train=2000 if quick else 0, limit_test=500 if quick else 0,
-        # Small batches: 1,875 updates per epoch instead of 468, at about the same cost per epoch on
-        # a CPU; the model is under-fitted after 20 epochs, so more updates buy reconstruction quality.
-        batch_size=32, vqvae_lr=1e-3,
         # bf16 autocast halves stage 1's time on CPUs with AMX/AVX-512 BF16 and on GPUs; the
         # quantizer's distances stay in float32. The prior's small matmuls are faster in float32 on CPU.
         amp="bf16", prior_amp="auto",
