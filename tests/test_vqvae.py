@@ -125,3 +125,14 @@ def test_quantizer_kwargs_typos_get_a_suggestion(tiny_vqvae_config: VQVAEConfig)
 def test_config_of_the_wrong_type_is_a_type_error() -> None:
     with pytest.raises(TypeError, match="VQVAEConfig"):
         VQVAE({"channels": [8, 16]})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("scale, shift, hint", [(255.0, 0.0, "divide uint8-range pixels by 255"),
+                                                (2.0, -1.0, r"got values in \[-1")])
+def test_images_outside_the_unit_range_are_refused(tiny_vqvae_config: VQVAEConfig, scale: float, shift: float,
+                                                   hint: str) -> None:
+    model = VQVAE(tiny_vqvae_config)
+    images = torch.rand(2, 1, 28, 28) * scale + shift
+    images[0, 0, 0, 0], images[0, 0, 0, 1] = shift, scale + shift  # make both extremes present
+    with pytest.raises(ValueError, match=hint):
+        model(images)
