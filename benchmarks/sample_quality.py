@@ -69,12 +69,14 @@ def frechet_distance(a: Tensor, b: Tensor) -> float:
     x, y = a.double().numpy(), b.double().numpy()
     mu_x, mu_y = x.mean(0), y.mean(0)
     s_x, s_y = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
-    covmean, _ = linalg.sqrtm(s_x @ s_y, disp=False)
+    covmean = linalg.sqrtm(s_x @ s_y)
     return float(((mu_x - mu_y) ** 2).sum() + np.trace(s_x + s_y - 2 * covmean.real))
 
 
 def main(data_dir: str, pipeline: str = "mnist", num_samples: int = 10_000, seed: int = 0,
-         classifier_path: str = "runs/mnist_classifier.safetensors", out: str | None = None) -> dict[str, object]:
+         classifier_path: str = "runs/mnist_classifier.safetensors", out: str | None = None,
+         temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+         uniform_labels: bool = False) -> dict[str, object]:
     torch.manual_seed(seed)
     train_x, train_y = load_mnist(data_dir, "train")
     test_x, test_y = load_mnist(data_dir, "test")
@@ -94,13 +96,19 @@ def main(data_dir: str, pipeline: str = "mnist", num_samples: int = 10_000, seed
     pipe = VQVAEPipeline.from_pretrained(source)
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
-    samples = torch.cat([pipe.generate(1000, generator=generator) for _ in range(num_samples // 1000)])
+    # Without labels the prior samples its "no label" mode; with uniform_labels each sample first
+    # draws a class uniformly, then the code grid given that class (ancestral sampling of p(c) p(x | c)).
+    labels = (lambda: torch.randint(0, 10, (1000,), generator=generator)) if uniform_labels else (lambda: None)
+    samples = torch.cat([pipe.generate(1000, temperature=temperature, top_k=top_k, top_p=top_p, labels=labels(),
+                                       generator=generator) for _ in range(num_samples // 1000)])
     sampling_s = time.perf_counter() - started
     probs, features = classify(model, samples)
     confidence = probs.max(-1).values
     histogram = torch.bincount(probs.argmax(-1), minlength=10)
     real_train = classify(model, train_x[:num_samples].float() / 255)[1]
     result: dict[str, object] = {
+        "sampling": f"temperature={temperature}, top_k={top_k}, top_p={top_p},"
+                    f" {'uniformly drawn class labels' if uniform_labels else 'no labels'}",
         "classifier_test_accuracy": round(accuracy, 4),
         "samples": len(samples),
         "class_histogram": histogram.tolist(),
@@ -125,5 +133,11 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--classifier", default="runs/mnist_classifier.safetensors")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int, default=None)
+    parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--uniform-labels", action="store_true",
+                        help="draw each sample's class uniformly, then sample given it (default: no labels)")
     args = parser.parse_args()
-    main(args.data_dir, args.pipeline, args.num_samples, args.seed, args.classifier, args.out)
+    main(args.data_dir, args.pipeline, args.num_samples, args.seed, args.classifier, args.out, args.temperature,
+         args.top_k, args.top_p, args.uniform_labels)
