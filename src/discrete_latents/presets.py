@@ -20,10 +20,11 @@ VQVAE_PRESETS: dict[str, VQVAEConfig] = {
 }
 
 PRIOR_PRESETS: dict[str, Config] = {
-    # The seed's prior (width 128, 8 heads, 3 blocks) made class-conditional; label dropout keeps
-    # unconditional sampling available.
+    # The seed's prior (width 128, 8 heads, 3 blocks) made class-conditional. Half of the training
+    # steps drop the label: with 0.1 the unconditional mode, trained on a tenth of the data, drew
+    # digits 13x further (Frechet distance) from the test set than the conditional one.
     "mnist": CausalPriorConfig(codebook_size=100, grid_size=(7, 7), n_layer=3, n_head=8, n_embd=128,
-                               num_classes=10, label_dropout=0.1),
+                               num_classes=10, label_dropout=0.5),
     "mnist_pixelcnn": PixelCNNPriorConfig(codebook_size=100, grid_size=(7, 7), num_classes=10, label_dropout=0.1),
     "cifar10": CausalPriorConfig(codebook_size=512, grid_size=(8, 8), n_layer=6, n_head=8, n_embd=256,
                                  num_classes=10, label_dropout=0.1, dropout=0.1),
