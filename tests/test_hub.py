@@ -10,11 +10,9 @@ import dataclasses
 import hashlib
 import json
 import os
-import socket
 import zipfile
 from pathlib import Path
 
-import huggingface_hub
 import pytest
 import torch
 from huggingface_hub import CommitInfo, HfApi, ModelCard, RepoUrl, scan_cache_dir
@@ -31,23 +29,7 @@ SMALL = {"n_layer": 2, "n_head": 2, "n_embd": 16, "hidden_channels": 16, "kernel
 
 
 # fixtures and helpers ------------------------------------------------------------------------------
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Any attempt to open a connection fails the test: everything must work from disk."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"network access attempted: {args[1:] if args else kwargs}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """HF_HUB_OFFLINE=1, as set before the process started (huggingface_hub reads it at import)."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+pytestmark = pytest.mark.usefixtures("no_network")  # everything must work from disk
 
 
 def tiny_prior(name: str):

@@ -9,7 +9,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import socket
 from pathlib import Path
 
 import huggingface_hub
@@ -32,20 +31,7 @@ METADATA = {"preset": "mnist", "dataset": "mnist", "training": {"vqvae_epochs": 
 
 
 # fixtures and helpers ------------------------------------------------------------------------------
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+pytestmark = pytest.mark.usefixtures("no_network")  # everything must work from disk
 
 
 def tiny_prior(name: str, **overrides):
