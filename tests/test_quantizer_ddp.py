@@ -8,6 +8,7 @@ must be bit-identical on both ranks afterwards (reliability case VQ-17).
 from __future__ import annotations
 
 import datetime
+import gc
 import inspect
 import json
 import os
@@ -55,42 +56,43 @@ def _same_on_all_ranks(tensor: torch.Tensor) -> bool:
     return all(torch.equal(gathered[0], t) for t in gathered[1:])
 
 
+def _train_and_report(rank: int, name: str, kwargs: dict[str, Any], wrap: bool) -> dict[str, Any]:
+    torch.manual_seed(0)  # the same initial model on every rank, as DDP would broadcast it
+    quantizer = QUANTIZERS.create(name, dim=DIM, **kwargs).train()
+    torch.manual_seed(100 + rank)  # then rank-specific randomness (restart picks, k-means seeds)
+    model: torch.nn.Module = DDP(quantizer, **NO_BUFFER_SYNC) if wrap else quantizer
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5) if wrap else None
+    perplexity_equal = True
+    for step in range(STEPS):
+        out = model(_rank_data(rank, step))
+        perplexity_equal &= _same_on_all_ranks(out.perplexity.detach())  # usage summed first
+        if optimizer is not None:
+            optimizer.zero_grad()
+            (out.loss + out.quantized.square().mean()).backward()
+            optimizer.step()
+    quantizer.eval()
+    local_indices = quantizer(_rank_data(rank, STEPS)).indices
+    state = quantizer.state_dict()
+    return {
+        "state_keys": sorted(state),
+        "differing": [k for k in sorted(state) if not _same_on_all_ranks(state[k])],
+        "perplexity_equal": perplexity_equal,
+        # Sanity: the ranks did see different data, so agreement is not trivial.
+        "local_indices_differ": not _same_on_all_ranks(local_indices),
+        "restarts": float(quantizer.usage_stats()["restarts"]),
+        "initialized": all(bool(v) for k, v in state.items() if k.endswith("initialized")),
+    }
+
+
 def _worker(rank: int, port: int, out_path: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD,
                             timeout=datetime.timedelta(seconds=120))
-    report: dict[str, Any] = {}
     try:
-        for label, (name, kwargs, wrap) in CONFIGS.items():
-            torch.manual_seed(0)  # the same initial model on every rank, as DDP would broadcast it
-            quantizer = QUANTIZERS.create(name, dim=DIM, **kwargs).train()
-            torch.manual_seed(100 + rank)  # then rank-specific randomness (restart picks, k-means seeds)
-            model: torch.nn.Module = quantizer
-            optimizer = None
-            if wrap:
-                model = DDP(quantizer, **NO_BUFFER_SYNC)
-                optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-            perplexity_equal = True
-            for step in range(STEPS):
-                out = model(_rank_data(rank, step))
-                perplexity_equal &= _same_on_all_ranks(out.perplexity.detach())  # usage summed first
-                if optimizer is not None:
-                    optimizer.zero_grad()
-                    (out.loss + out.quantized.square().mean()).backward()
-                    optimizer.step()
-            quantizer.eval()
-            local_indices = quantizer(_rank_data(rank, STEPS)).indices
-            state = quantizer.state_dict()
-            report[label] = {
-                "state_keys": sorted(state),
-                "differing": [k for k in sorted(state) if not _same_on_all_ranks(state[k])],
-                "perplexity_equal": perplexity_equal,
-                # Sanity: the ranks did see different data, so agreement is not trivial.
-                "local_indices_differ": not _same_on_all_ranks(local_indices),
-                "restarts": float(quantizer.usage_stats()["restarts"]),
-                "initialized": all(bool(v) for k, v in state.items() if k.endswith("initialized")),
-            }
+        report = {label: _train_and_report(rank, *config) for label, config in CONFIGS.items()}
     finally:
+        # A DDP wrapper that outlives its process group makes gloo abort at interpreter exit.
+        gc.collect()
         dist.destroy_process_group()
     if rank == 0:
         Path(out_path).write_text(json.dumps(report))

@@ -215,7 +215,7 @@ def test_train_config_rejects_bad_settings() -> None:
 
 
 DDP_SCRIPT = """
-import json, os, sys
+import gc, json, os, sys
 import torch
 from discrete_latents.serialization import write_safetensors
 from discrete_latents.training import TrainConfig, Trainer
@@ -228,6 +228,7 @@ torch.manual_seed(0)
 images, _ = load_split(trainer.config, "train")
 model = trainer.train_vqvae(images, images[:8])
 write_safetensors(os.path.join(settings["out_dir"], f"rank{os.environ['RANK']}.safetensors"), model.state_dict())
+gc.collect()  # free the DDP wrapper before its process group, or gloo aborts at exit
 torch.distributed.destroy_process_group()
 """
 

@@ -9,6 +9,7 @@ the same weights as one never interrupted (on the same device and thread count).
 
 from __future__ import annotations
 
+import gc
 import inspect
 import json
 import math
@@ -145,6 +146,9 @@ class Trainer:
                 torch.set_flush_denormal(False)
             torch.set_num_threads(previous_threads)
             if started_group:
+                # DDP wrappers left in reference cycles would otherwise outlive the group and tear
+                # gloo down during interpreter exit, which aborts the process (SIGABRT).
+                gc.collect()
                 torch.distributed.destroy_process_group()
 
     @property
