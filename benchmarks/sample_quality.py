@@ -1,7 +1,8 @@
 """Judge a pipeline's samples the way the field does: with a separately trained MNIST classifier.
 
 1. Train a small CNN classifier on the MNIST training set (weights cached as safetensors).
-2. Draw N unconditional samples from the pipeline (no labels).
+2. Draw N samples from the pipeline without labels (a conditional prior draws each class by its
+   training-set frequency; ``--guidance-scale 0`` samples its "no label" mode instead).
 3. Report the classifier's class histogram and confidence on them, and the Frechet distance
    between its penultimate-layer features of the samples and of the MNIST test set, next to the
    same distance between real training and test digits (the floor a perfect sampler would reach).
@@ -76,7 +77,7 @@ def frechet_distance(a: Tensor, b: Tensor) -> float:
 def main(data_dir: str, pipeline: str = "mnist", num_samples: int = 10_000, seed: int = 0,
          classifier_path: str = "runs/mnist_classifier.safetensors", out: str | None = None,
          temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-         uniform_labels: bool = False) -> dict[str, object]:
+         guidance_scale: float = 1.0) -> dict[str, object]:
     torch.manual_seed(seed)
     train_x, train_y = load_mnist(data_dir, "train")
     test_x, test_y = load_mnist(data_dir, "test")
@@ -96,11 +97,9 @@ def main(data_dir: str, pipeline: str = "mnist", num_samples: int = 10_000, seed
     pipe = VQVAEPipeline.from_pretrained(source)
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(seed)
-    # Without labels the prior samples its "no label" mode; with uniform_labels each sample first
-    # draws a class uniformly, then the code grid given that class (ancestral sampling of p(c) p(x | c)).
-    labels = (lambda: torch.randint(0, 10, (1000,), generator=generator)) if uniform_labels else (lambda: None)
-    samples = torch.cat([pipe.generate(1000, temperature=temperature, top_k=top_k, top_p=top_p, labels=labels(),
-                                       generator=generator) for _ in range(num_samples // 1000)])
+    samples = torch.cat([pipe.generate(1000, temperature=temperature, top_k=top_k, top_p=top_p,
+                                       guidance_scale=guidance_scale, generator=generator)
+                         for _ in range(num_samples // 1000)])
     sampling_s = time.perf_counter() - started
     probs, features = classify(model, samples)
     confidence = probs.max(-1).values
@@ -108,7 +107,7 @@ def main(data_dir: str, pipeline: str = "mnist", num_samples: int = 10_000, seed
     real_train = classify(model, train_x[:num_samples].float() / 255)[1]
     result: dict[str, object] = {
         "sampling": f"temperature={temperature}, top_k={top_k}, top_p={top_p},"
-                    f" {'uniformly drawn class labels' if uniform_labels else 'no labels'}",
+                    f" no labels, guidance_scale={guidance_scale}",
         "classifier_test_accuracy": round(accuracy, 4),
         "samples": len(samples),
         "class_histogram": histogram.tolist(),
@@ -136,8 +135,8 @@ if __name__ == "__main__":
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-k", type=int, default=None)
     parser.add_argument("--top-p", type=float, default=None)
-    parser.add_argument("--uniform-labels", action="store_true",
-                        help="draw each sample's class uniformly, then sample given it (default: no labels)")
+    parser.add_argument("--guidance-scale", type=float, default=1.0,
+                        help="0 samples a conditional prior's \"no label\" mode instead of drawing classes")
     args = parser.parse_args()
     main(args.data_dir, args.pipeline, args.num_samples, args.seed, args.classifier, args.out, args.temperature,
-         args.top_k, args.top_p, args.uniform_labels)
+         args.top_k, args.top_p, args.guidance_scale)

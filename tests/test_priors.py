@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from discrete_latents import PRIORS, BasePrior, CausalPrior, CausalPriorConfig, PixelCNNPriorConfig
-from discrete_latents.errors import NonFiniteError, UnknownComponentError
+from discrete_latents.errors import ConfigError, NonFiniteError, UnknownComponentError
 from discrete_latents.presets import prior_preset
 from discrete_latents.priors import PixelCNNPrior, build_prior
 
@@ -203,8 +203,26 @@ def test_classifier_free_guidance(name: str) -> None:
     for scale in (0.0, 1.0, 3.0):
         expected = guided_greedy_reference(prior, labels, scale)
         assert torch.equal(prior.sample(3, temperature=0, labels=labels, guidance_scale=scale), expected), scale
-    # Guidance 0 is the unconditional model; labels=None samples it directly.
-    assert torch.equal(prior.sample(3, temperature=0), guided_greedy_reference(prior, labels, 0.0))
+    # Guidance 0 is the unconditional model; with labels=None it is sampled directly.
+    assert torch.equal(prior.sample(3, temperature=0, guidance_scale=0.0), guided_greedy_reference(prior, labels, 0.0))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sampling_without_labels_draws_classes_by_frequency(name: str) -> None:
+    prior = make_prior(name, num_classes=3, class_frequencies=(0.0, 1.0, 0.0))
+    ones = torch.ones(4, dtype=torch.long)
+    assert torch.equal(prior.sample(4, temperature=0), prior.sample(4, temperature=0, labels=ones))
+    assert torch.equal(prior.draw_labels(4), ones)
+    skewed = make_prior(name, num_classes=3, class_frequencies=(0.7, 0.2, 0.1))
+    counts = torch.bincount(skewed.draw_labels(20_000, torch.Generator().manual_seed(0)), minlength=3)
+    assert torch.allclose(counts / 20_000, torch.tensor([0.7, 0.2, 0.1]), atol=0.02)
+    uniform = make_prior(name, num_classes=3)  # no frequencies recorded: every class alike
+    counts = torch.bincount(uniform.draw_labels(30_000, torch.Generator().manual_seed(0)), minlength=3)
+    assert torch.allclose(counts / 30_000, torch.full((3,), 1 / 3), atol=0.02)
+    with pytest.raises(ConfigError, match="class_frequencies"):
+        make_prior(name, num_classes=3, class_frequencies=(0.5, 0.5))
+    with pytest.raises(ValueError, match="unconditional"):
+        make_prior(name).draw_labels(2)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -216,7 +234,8 @@ def test_conditioning_errors(name: str) -> None:
         unconditional.sample(2, labels=torch.tensor([0, 1]))
     strict = make_prior(name, num_classes=3, label_dropout=0.0)
     with pytest.raises(ValueError, match="labels"):
-        strict.sample(2)
+        strict.sample(2, guidance_scale=0.0)  # no "no label" mode was learnt
+    assert strict.sample(2).shape == (2, *GRID)  # classes drawn, then sampled conditionally
     with pytest.raises(ValueError, match="labels"):
         strict(codes(2))
     with pytest.raises(ValueError, match="guidance_scale"):
@@ -232,8 +251,18 @@ def test_conditioning_errors(name: str) -> None:
         conditional.sample(2, labels=torch.tensor([0, 1, 2]))
     with pytest.raises(TypeError, match="labels"):
         conditional(codes(2), torch.tensor([0.0, 1.0]))
-    with pytest.raises(ValueError, match="guidance_scale"):
-        conditional.sample(2, guidance_scale=2.0)  # guidance without labels
+    with pytest.raises(ValueError, match="guidance_scale.*class-conditional"):
+        unconditional.sample(2, guidance_scale=2.0)  # guidance without classes
+    # Guidance without labels guides the drawn classes: the same as passing those classes.
+    drawn = conditional.draw_labels(2, torch.Generator().manual_seed(3))
+    assert torch.equal(conditional.sample(2, guidance_scale=2.0, generator=torch.Generator().manual_seed(3)),
+                       conditional.sample(2, labels=drawn, guidance_scale=2.0,
+                                          generator=_after_draw(torch.Generator().manual_seed(3), conditional)))
+
+
+def _after_draw(generator: torch.Generator, prior: BasePrior) -> torch.Generator:
+    prior.draw_labels(2, generator)  # advance the stream past the class draw
+    return generator
 
 
 # --- bad input ----------------------------------------------------------------------------------

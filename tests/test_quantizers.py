@@ -21,6 +21,7 @@ from discrete_latents.quantizers import (
     VectorQuantizer,
 )
 from discrete_latents.quantizers import codebook as codebook_module
+from discrete_latents.quantizers.base import rotation_trick
 from discrete_latents.quantizers.codebook import nearest_code
 
 DIM = 8
@@ -253,6 +254,37 @@ def test_straight_through_gradient_equals_upstream(name: str) -> None:
         assert torch.allclose(z.grad, expected.permute(0, 3, 1, 2), atol=1e-6)
     else:
         assert torch.equal(z.grad, upstream)
+
+
+def test_rotation_trick_rotates_and_scales_the_gradient() -> None:
+    torch.manual_seed(5)
+    inputs, codes = torch.randn(64, DIM).requires_grad_(), torch.randn(64, DIM)
+    out = rotation_trick(inputs, codes)
+    assert torch.equal(out, codes)  # the value is the code, exactly
+    # Upstream along each code's direction comes back along the input's, scaled by |q| / |e|.
+    scale = codes.norm(dim=1, keepdim=True) / inputs.detach().norm(dim=1, keepdim=True)
+    (out * F.normalize(codes, dim=1)).sum().backward()
+    assert torch.allclose(inputs.grad, scale * F.normalize(inputs.detach(), dim=1), atol=1e-5)
+    # A rotation keeps lengths: any upstream gradient comes back scaled, never distorted.
+    inputs.grad = None
+    upstream = torch.randn(64, DIM)
+    (rotation_trick(inputs, codes) * upstream).sum().backward()
+    assert torch.allclose(inputs.grad.norm(dim=1), scale.squeeze(1) * upstream.norm(dim=1), rtol=1e-4)
+    assert not torch.allclose(inputs.grad, upstream, atol=1e-2)  # unlike the straight-through copy
+
+
+@pytest.mark.parametrize("name", ["vq", "vq_ema", "vq_cosine", "rvq"])
+def test_rotation_gradient_keeps_values_and_reaches_the_encoder(name: str) -> None:
+    torch.manual_seed(0)
+    ste, rotation = make(name).train(), make(name, gradient="rotation").train()
+    rotation.load_state_dict(ste.state_dict())
+    z = latents().requires_grad_()
+    out_ste, out_rot = ste(z), rotation(z)
+    assert torch.equal(out_ste.quantized, out_rot.quantized) and torch.equal(out_ste.indices, out_rot.indices)
+    (out_rot.quantized.square().sum()).backward()
+    assert z.grad is not None and float(z.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="gradient: expected one of"):
+        make(name, gradient="gumbel")
 
 
 def test_ties_go_to_the_lowest_index() -> None:

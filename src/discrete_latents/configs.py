@@ -308,12 +308,19 @@ class PriorConfig(Config):
     grid_size: tuple[int, int] = (7, 7)  # (h, w) of the code grid, scanned in raster order
     num_classes: int = 0  # 0 = unconditional; otherwise labels in [0, num_classes)
     label_dropout: float = 0.1  # chance a label is replaced by "no label" in training (for guidance)
+    # Share of each class in the training set (the trainer fills it in); sampling without labels
+    # draws classes from it. Empty = uniform.
+    class_frequencies: tuple[float, ...] = ()
 
     def validate(self) -> None:
         self._require(self.codebook_size >= 2, "codebook_size", ">= 2")
         self._require(all(s >= 1 for s in self.grid_size), "grid_size", "two positive sizes")
         self._require(self.num_classes >= 0, "num_classes", ">= 0")
         self._require(0.0 <= self.label_dropout < 1.0, "label_dropout", "a probability in [0, 1)")
+        freqs = self.class_frequencies
+        self._require(not freqs or (len(freqs) == self.num_classes and all(f >= 0 for f in freqs) and sum(freqs) > 0),
+                      "class_frequencies", f"empty, or {self.num_classes} non-negative weights (one per class)"
+                      " with a positive sum")
 
 
 @dataclass(frozen=True)

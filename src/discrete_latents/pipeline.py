@@ -276,8 +276,10 @@ class VQVAEPipeline:
             temperature: softmax temperature of the prior; 0 is greedy. Default 1.
             top_k: keep only the k most likely codes at each step (None = all).
             top_p: nucleus sampling mass in (0, 1] (None = all).
-            labels: (N,) int64 classes for a class-conditional prior; ``None`` = unconditional.
-            guidance_scale: classifier-free guidance; 1 is plain conditional sampling.
+            labels: (N,) int64 classes for a class-conditional prior; ``None`` = any class (a
+                conditional prior draws them by their training-set frequencies).
+            guidance_scale: classifier-free guidance; 1 is plain conditional sampling, 0 the
+                prior's "no label" mode (see :meth:`~discrete_latents.BasePrior.sample`).
             generator: a ``torch.Generator`` on the prior's device, for reproducible samples.
 
         Returns:

@@ -78,6 +78,22 @@ class BasePrior(nn.Module, HubMixin, ABC):
         return None
 
     # labels ------------------------------------------------------------------------------------
+    def draw_labels(self, num_samples: int, generator: torch.Generator | None = None) -> Tensor:
+        """(N,) classes drawn from ``config.class_frequencies`` (uniform when empty).
+
+        Sampling a class this way and then codes given it draws from p(codes) = sum_y p(y) p(codes | y),
+        which a class-conditional prior models better than its "no label" mode (trained on the
+        label-dropout share of the data only).
+        """
+        if self.num_classes == 0:
+            raise ValueError("draw_labels: this prior is unconditional (num_classes=0)")
+        weights = torch.tensor(self.config.class_frequencies or (1.0,) * self.num_classes, dtype=torch.float32)
+        device = next(self.parameters()).device
+        drawn = torch.multinomial(weights.to(generator.device if generator is not None else device),
+                                  check_positive_int(num_samples, "num_samples"), replacement=True,
+                                  generator=generator)
+        return drawn.to(device)
+
     def _condition(self, labels: object, batch: int) -> Tensor | None:
         """Validated labels (B,) with the null id for "none", or ``None`` for unconditional priors."""
         if self.num_classes == 0:
@@ -163,10 +179,12 @@ class BasePrior(nn.Module, HubMixin, ABC):
                 deterministic without a generator). Default 1.
             top_k: keep only the k most likely codes (None = all; k >= K keeps all).
             top_p: nucleus sampling mass in (0, 1] (None = all).
-            labels: (N,) int64 classes in [0, num_classes) for a conditional prior; ``None``
-                samples unconditionally (needs a prior trained with label dropout).
+            labels: (N,) int64 classes in [0, num_classes) for a conditional prior. ``None``
+                samples any class: a conditional prior draws each sample's class with
+                :meth:`draw_labels` (the training set's class frequencies), then its codes.
             guidance_scale: classifier-free guidance s, logits = u + s * (c - u); 1 is plain
-                conditional sampling, 0 unconditional. Needs labels.
+                conditional sampling. 0 uses only the unconditional logits u, the "no label"
+                mode learnt by label dropout (with ``labels=None``, no class is drawn at all).
             generator: a ``torch.Generator`` for reproducible draws.
             use_cache: reuse keys/values of earlier positions (same codes, faster); priors
                 without a cache ignore it.
@@ -187,12 +205,14 @@ class BasePrior(nn.Module, HubMixin, ABC):
         """
         num_samples = check_positive_int(num_samples, "num_samples")
         check_sampling_args(temperature, top_k, top_p, guidance_scale)
-        if guidance_scale != 1.0 and labels is None:
-            raise ValueError(f"guidance_scale: classifier-free guidance needs labels; got guidance_scale="
-                             f"{guidance_scale!r} with labels=None (use 1.0 to sample unconditionally)")
-        cond = self._condition(labels, num_samples)
+        if self.num_classes == 0 and guidance_scale != 1.0:
+            raise ValueError(f"guidance_scale: classifier-free guidance needs a class-conditional prior; got"
+                             f" guidance_scale={guidance_scale!r} for an unconditional one (use 1.0)")
+        if labels is None and self.num_classes and guidance_scale != 0.0:
+            labels = self.draw_labels(num_samples, generator)
+        cond = self._condition(labels, num_samples)  # still None: the "no label" id (guidance 0)
         guided = False
-        if cond is not None and guidance_scale != 1.0:
+        if cond is not None and labels is not None and guidance_scale != 1.0:
             if self.config.label_dropout == 0:
                 raise ValueError("guidance_scale: guidance needs a prior trained with label dropout > 0")
             # One batch: N conditional rows, then the same N rows with the "no label" id.

@@ -82,4 +82,29 @@ def straight_through(inputs: Tensor, codes: Tensor) -> Tensor:
     return codes.detach() + (inputs - inputs.detach())
 
 
+def rotation_trick(inputs: Tensor, codes: Tensor) -> Tensor:
+    """``codes`` in value; the gradient reaches ``inputs`` rotated and scaled (arXiv 2410.06424).
+
+    Each (N, D) row z_e is carried onto its code z_q by the rotation R that takes the direction
+    of z_e to that of z_q, and scaled by ||z_q|| / ||z_e||; R and the scale are constants for
+    autograd. The encoder then sees where inside a code's cell its output sat (the
+    straight-through copy hands every row of a cell the same gradient).
+    """
+    with torch.no_grad():
+        input_norm = inputs.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        code_norm = codes.norm(dim=1, keepdim=True)
+        input_dir = inputs / input_norm
+        code_dir = codes / code_norm.clamp_min(1e-12)
+        # R = I - 2 r r^T + 2 q e^T with r the unit bisector of the two directions e and q.
+        bisector = torch.nn.functional.normalize(input_dir + code_dir, dim=1, eps=1e-12)
+        scale = code_norm / input_norm
+    rotated = (inputs - 2.0 * bisector * (bisector * inputs).sum(1, keepdim=True)
+               + 2.0 * code_dir * (input_dir * inputs).sum(1, keepdim=True))
+    # As in straight_through: the value is exactly `codes`, only the gradient path differs.
+    return codes.detach() + scale * (rotated - rotated.detach())
+
+
+GRADIENT_ESTIMATORS = {"ste": straight_through, "rotation": rotation_trick}
+
+
 QUANTIZERS: Registry[type[BaseQuantizer]] = Registry("quantizers", BaseQuantizer, "discrete_latents.quantizers")

@@ -19,7 +19,7 @@ from torch import Tensor
 from .. import distributed
 from ..outputs import QuantizerOutput
 from ._checks import check_bool, check_float, check_int
-from .base import BaseQuantizer, straight_through
+from .base import GRADIENT_ESTIMATORS, BaseQuantizer
 
 # Scores computed per block of rows: 2**22 float32 (16 MiB) at most. One (N, K) matrix would be
 # 256 MiB for N = K = 8192; blocks stay in the allocator's cache and cost no page faults.
@@ -78,6 +78,9 @@ class CodebookQuantizer(BaseQuantizer):
             Default 0.03.
         usage_decay: decay of the moving average that tracks usage over ~1 / (1 - decay)
             batches. Default 0.99 (a window of about 100 batches).
+        gradient: how the encoder's gradient crosses the quantizer: ``"ste"``, the paper's
+            straight-through copy (default), or ``"rotation"``, the rotation trick
+            (:func:`~discrete_latents.quantizers.base.rotation_trick`).
     """
 
     learned_by_gradient = True  # False where the codebook moves by EMA and its loss term is dropped
@@ -87,7 +90,7 @@ class CodebookQuantizer(BaseQuantizer):
 
     def __init__(self, dim: int, codebook_size: int = 512, beta: float = 0.25, kmeans_init: bool = False,
                  kmeans_iters: int = 10, restart_dead_codes: bool = False, dead_code_threshold: float = 0.03,
-                 usage_decay: float = 0.99) -> None:
+                 usage_decay: float = 0.99, gradient: str = "ste") -> None:
         super().__init__()
         self.dim = check_int("dim", dim, 1)
         self.codebook_size = check_int("codebook_size", codebook_size, 2)
@@ -97,6 +100,9 @@ class CodebookQuantizer(BaseQuantizer):
         self.restart_dead_codes = check_bool("restart_dead_codes", restart_dead_codes)
         self.dead_code_threshold = check_float("dead_code_threshold", dead_code_threshold, 0.0, 1.0)
         self.usage_decay = check_float("usage_decay", usage_decay, 0.0, 1.0, high_open=True)
+        if gradient not in GRADIENT_ESTIMATORS:
+            raise ValueError(f"gradient: expected one of {sorted(GRADIENT_ESTIMATORS)}, got {gradient!r}")
+        self.gradient = gradient
         # Persistent buffers: a resumed or downloaded model keeps its statistics. Usage starts
         # uniform, which gives every code a full window before it can count as dead.
         self.register_buffer("usage", torch.full((codebook_size,), 1.0 / codebook_size))
@@ -145,7 +151,7 @@ class CodebookQuantizer(BaseQuantizer):
         # Distances, losses and statistics in float32 even under autocast (bf16 merges codes).
         with torch.autocast(device_type=z.device.type, enabled=False):
             step = self.quantize_flat(rearrange(z, "b d h w -> (b h w) d").float())
-            quantized = straight_through(step.inputs, step.codes)
+            quantized = GRADIENT_ESTIMATORS[self.gradient](step.inputs, step.codes)
         return QuantizerOutput(
             quantized=rearrange(quantized, "(b h w) d -> b d h w", b=b, h=h, w=w).to(z.dtype),
             indices=rearrange(step.indices, "(b h w) -> b h w", b=b, h=h, w=w),

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ..outputs import QuantizerOutput
 from ._checks import check_float, check_int
-from .base import QUANTIZERS, BaseQuantizer, straight_through
+from .base import GRADIENT_ESTIMATORS, QUANTIZERS, BaseQuantizer
 from .codebook import CodebookQuantizer
 
 
@@ -34,6 +34,8 @@ class ResidualVectorQuantizer(BaseQuantizer):
         stage: registry name of the stage quantizer; a codebook quantizer that works in the
             input space (``"vq"`` or ``"vq_ema"``; not ``"vq_cosine"``, whose unit-norm codes
             cannot add up to a residual). Default ``"vq"``.
+        gradient: ``"ste"`` (default) or ``"rotation"``: how the gradient crosses from the
+            summed codes to z_e (see :class:`~discrete_latents.quantizers.codebook.CodebookQuantizer`).
         **stage_kwargs: passed to every stage, e.g. ``kmeans_init=True``,
             ``restart_dead_codes=True``, or ``decay`` for ``"vq_ema"``.
 
@@ -46,7 +48,7 @@ class ResidualVectorQuantizer(BaseQuantizer):
     """
 
     def __init__(self, dim: int, num_quantizers: int = 4, codebook_size: int = 512, beta: float = 0.25,
-                 stage: str = "vq", **stage_kwargs: Any) -> None:
+                 stage: str = "vq", gradient: str = "ste", **stage_kwargs: Any) -> None:
         super().__init__()
         self.dim = check_int("dim", dim, 1)
         self.num_quantizers = check_int("num_quantizers", num_quantizers, 1)
@@ -54,6 +56,9 @@ class ResidualVectorQuantizer(BaseQuantizer):
         self.beta = check_float("beta", beta, 0.0, float("inf"))
         self.index_shape = (num_quantizers,)  # per instance: Q is a constructor argument
         self.stage = stage
+        if gradient not in GRADIENT_ESTIMATORS:
+            raise ValueError(f"gradient: expected one of {sorted(GRADIENT_ESTIMATORS)}, got {gradient!r}")
+        self.gradient = gradient
         try:
             stage_cls = QUANTIZERS.get(stage)
         except LookupError as err:
@@ -89,7 +94,7 @@ class ResidualVectorQuantizer(BaseQuantizer):
                 step = stage.quantize_flat(residual)
                 steps.append(step)
                 residual = residual - step.codes.detach()  # the next stage sees what is left over
-            quantized = straight_through(flat, _sum_codes([s.codes for s in steps]))
+            quantized = GRADIENT_ESTIMATORS[self.gradient](flat, _sum_codes([s.codes for s in steps]))
             codebook_loss = torch.stack([s.codebook_loss for s in steps]).sum()
             commitment_loss = torch.stack([s.commitment_loss for s in steps]).sum()
             perplexity = torch.stack([self.perplexity_of(s.counts) for s in steps]).mean()

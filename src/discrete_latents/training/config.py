@@ -43,7 +43,7 @@ class TrainConfig(Config):
     prior_epochs: int = 20
     batch_size: int = 32  # stage 1 batch; small batches give 4x the updates of 128 at about the same CPU cost
     prior_batch_size: int = 256  # stage 2 batch
-    vqvae_lr: float = 1e-3  # Adam peak learning rate, stage 1
+    vqvae_lr: float = 4e-3  # Adam peak learning rate, stage 1 (MNIST, 5 epochs: 26.5 dB at 1e-3, 27.2 at 4e-3)
     prior_lr: float = 2e-3  # AdamW peak learning rate, stage 2
     weight_decay: float = 0.01  # AdamW decay of the prior's matrices (not biases, norms)
     warmup_steps: int = 200  # linear warm-up, then cosine decay to min_lr_ratio * peak

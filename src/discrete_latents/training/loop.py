@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import distributed
-from ..configs import Config
+from ..configs import Config, PriorConfig
 from ..errors import ConfigError, NonFiniteError
 from ..files import atomic_write_bytes
 from ..pipeline import VQVAEPipeline
@@ -166,6 +166,11 @@ class Trainer:
         torch.distributed.init_process_group(backend=backend)
         return True
 
+    @property
+    def _fused(self) -> bool | None:
+        """Fused Adam where torch has the kernel: one pass over the weights, a third of the step's time on CPU."""
+        return True if self.device.type in ("cpu", "cuda") else None
+
     def _autocast(self, setting: str) -> Callable[[], Any]:
         """A context factory: bf16 autocast when ``setting`` asks for it (``auto``: on GPU only)."""
         if setting == "bf16" or (setting == "auto" and self.device.type == "cuda"):
@@ -183,7 +188,7 @@ class Trainer:
             return VQVAE.from_pretrained(self.out / "vqvae", map_location=str(self.device))
         model = VQVAE(config).to(self.device)
         autocast = self._autocast(cfg.amp)
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.vqvae_lr)
+        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.vqvae_lr, fused=self._fused)
         data = images.to(self.device)
         probe = test_images[:32].to(self.device)
 
@@ -212,6 +217,10 @@ class Trainer:
         cfg = self.config
         base: Config = prior_preset(cfg.prior_preset)
         config = base.replace(**cfg.prior_overrides)
+        if isinstance(config, PriorConfig) and config.num_classes and not config.class_frequencies:
+            # Sampling without labels draws classes as often as the training set holds them.
+            counts = torch.bincount(labels.long(), minlength=config.num_classes).double()
+            config = config.replace(class_frequencies=tuple(round(float(c), 6) for c in counts / counts.sum()))
         prior = build_prior(config).to(self.device)
         if vqvae.quantizer.index_shape != ():
             raise ConfigError(f"quantizer {vqvae.config.quantizer!r} gives {vqvae.quantizer.index_shape} codes per"
@@ -222,7 +231,8 @@ class Trainer:
                               f" {vqvae.codebook_size}")
         codes = self._training_codes(vqvae, images).to(self.device)
         class_labels = labels.to(self.device) if prior.num_classes else None
-        optimizer = torch.optim.AdamW(prior.param_groups(cfg.weight_decay), lr=cfg.prior_lr, betas=(0.9, 0.95))
+        optimizer = torch.optim.AdamW(prior.param_groups(cfg.weight_decay), lr=cfg.prior_lr, betas=(0.9, 0.95),
+                                      fused=self._fused)
         autocast = self._autocast(cfg.prior_amp)
 
         def step(module: nn.Module, index: Tensor) -> tuple[Tensor, dict[str, float]]:
