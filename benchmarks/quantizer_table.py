@@ -37,7 +37,7 @@ def main(data_dir: str, epochs: int, out_dir: str = "runs/quantizers", out: Path
     rows = []
     for label, (name, kwargs) in QUANTIZERS.items():
         config = TrainConfig(out_dir=f"{out_dir}/{name}-{len(rows)}", data_dir=data_dir, stage="vqvae",
-                             vqvae_epochs=epochs, batch_size=32, vqvae_lr=1e-3, amp="bf16", num_threads=threads,
+                             vqvae_epochs=epochs, amp="bf16", num_threads=threads,
                              progress=False, vqvae_overrides={"quantizer": name, "quantizer_kwargs": kwargs})
         started = time.perf_counter()
         metrics = Trainer(config, log=lambda message: None).fit()
@@ -46,7 +46,9 @@ def main(data_dir: str, epochs: int, out_dir: str = "runs/quantizers", out: Path
         rows.append(f"| {label} | `{name}` | {k:.0f} | {metrics['psnr']:.2f} | {metrics['codes_used']:.0f} |"
                     f" {metrics['perplexity']:.1f} | {seconds / 60:.1f} |")
         print(rows[-1], flush=True)
-    header = (f"Stage 1 only, {epochs} epochs, batch 32, Adam 1e-3, bf16 autocast, seed 0; test set of 10,000;"
+    defaults = TrainConfig()
+    header = (f"Stage 1 only, {epochs} epochs, batch {defaults.batch_size}, Adam {defaults.vqvae_lr:g}, bf16 autocast,"
+              " seed 0; test set of 10,000;"
               f" {platform.processor() or platform.machine()}, {threads} threads, torch {torch.__version__}.\n\n"
               "| quantizer | name | K | PSNR (dB) | codes used | perplexity | minutes |\n"
               "|---|---|---|---|---|---|---|\n")
