@@ -19,6 +19,7 @@ from discrete_latents import VQVAE, CausalPrior, VQVAEPipeline
 from discrete_latents.errors import CheckpointSaveError, ConfigError, NonFiniteError
 from discrete_latents.serialization import read_safetensors
 from discrete_latents.training import CheckpointManager, TrainConfig, Trainer
+from discrete_latents.training.data import load_split
 from discrete_latents.training.loop import learning_rate
 
 Settings = Callable[..., dict[str, object]]
@@ -58,6 +59,12 @@ def test_two_stages_write_models_logs_and_grids(train: Train, settings: Settings
     pipeline = VQVAEPipeline.from_pretrained(out / "pipeline")  # the trainer assembles the pipeline
     assert pipeline.metadata["metrics"]["psnr"] == pytest.approx(metrics["psnr"], abs=1e-4)
     assert (out / "pipeline" / "samples.png").is_file() and "psnr" in (out / "pipeline" / "README.md").read_text()
+    # The prior records how often each class occurs, for sampling without labels.
+    _, labels = load_split(TrainConfig(**settings(out)), "train")  # type: ignore[arg-type]
+    counts = torch.bincount(labels, minlength=prior.num_classes).double()
+    assert prior.num_classes == 10 and len(prior.config.class_frequencies) == 10
+    assert torch.allclose(torch.tensor(prior.config.class_frequencies, dtype=torch.double), counts / counts.sum(),
+                          atol=1e-6)
 
 
 def test_training_lowers_the_reconstruction_error(train: Train, settings: Settings, tmp_path: Path) -> None:

@@ -23,3 +23,10 @@ def check_bool(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{name}: expected True or False, got {value!r}")
     return value
+
+
+def check_choice(name: str, value: object, choices: object) -> str:
+    options = sorted(choices)  # type: ignore[call-overload]
+    if value not in options:
+        raise ValueError(f"{name}: expected one of {options}, got {value!r}")
+    return value  # type: ignore[return-value]

@@ -87,8 +87,8 @@ def rotation_trick(inputs: Tensor, codes: Tensor) -> Tensor:
 
     Each (N, D) row z_e is carried onto its code z_q by the rotation R that takes the direction
     of z_e to that of z_q, and scaled by ||z_q|| / ||z_e||; R and the scale are constants for
-    autograd. The encoder then sees where inside a code's cell its output sat (the
-    straight-through copy hands every row of a cell the same gradient).
+    autograd. The gradient reaching z_e thus depends on the angle and the length ratio between
+    z_e and its code, which the straight-through copy ignores.
     """
     with torch.no_grad():
         input_norm = inputs.norm(dim=1, keepdim=True).clamp_min(1e-12)

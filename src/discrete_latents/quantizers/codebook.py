@@ -18,7 +18,7 @@ from torch import Tensor
 
 from .. import distributed
 from ..outputs import QuantizerOutput
-from ._checks import check_bool, check_float, check_int
+from ._checks import check_bool, check_choice, check_float, check_int
 from .base import GRADIENT_ESTIMATORS, BaseQuantizer
 
 # Scores computed per block of rows: 2**22 float32 (16 MiB) at most. One (N, K) matrix would be
@@ -100,9 +100,7 @@ class CodebookQuantizer(BaseQuantizer):
         self.restart_dead_codes = check_bool("restart_dead_codes", restart_dead_codes)
         self.dead_code_threshold = check_float("dead_code_threshold", dead_code_threshold, 0.0, 1.0)
         self.usage_decay = check_float("usage_decay", usage_decay, 0.0, 1.0, high_open=True)
-        if gradient not in GRADIENT_ESTIMATORS:
-            raise ValueError(f"gradient: expected one of {sorted(GRADIENT_ESTIMATORS)}, got {gradient!r}")
-        self.gradient = gradient
+        self.gradient = check_choice("gradient", gradient, GRADIENT_ESTIMATORS)
         # Persistent buffers: a resumed or downloaded model keeps its statistics. Usage starts
         # uniform, which gives every code a full window before it can count as dead.
         self.register_buffer("usage", torch.full((codebook_size,), 1.0 / codebook_size))

@@ -10,7 +10,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..outputs import QuantizerOutput
-from ._checks import check_float, check_int
+from ._checks import check_choice, check_float, check_int
 from .base import GRADIENT_ESTIMATORS, QUANTIZERS, BaseQuantizer
 from .codebook import CodebookQuantizer
 
@@ -56,9 +56,7 @@ class ResidualVectorQuantizer(BaseQuantizer):
         self.beta = check_float("beta", beta, 0.0, float("inf"))
         self.index_shape = (num_quantizers,)  # per instance: Q is a constructor argument
         self.stage = stage
-        if gradient not in GRADIENT_ESTIMATORS:
-            raise ValueError(f"gradient: expected one of {sorted(GRADIENT_ESTIMATORS)}, got {gradient!r}")
-        self.gradient = gradient
+        self.gradient = check_choice("gradient", gradient, GRADIENT_ESTIMATORS)
         try:
             stage_cls = QUANTIZERS.get(stage)
         except LookupError as err:

@@ -168,7 +168,7 @@ class Trainer:
 
     @property
     def _fused(self) -> bool | None:
-        """Fused Adam where torch has the kernel: one pass over the weights, a third of the step's time on CPU."""
+        """Fused Adam where torch has the kernel: one pass over all weights, a third of the update's time on CPU."""
         return True if self.device.type in ("cpu", "cuda") else None
 
     def _autocast(self, setting: str) -> Callable[[], Any]:
