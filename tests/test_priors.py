@@ -233,9 +233,10 @@ def test_conditioning_errors(name: str) -> None:
     with pytest.raises(ValueError, match="labels"):
         unconditional.sample(2, labels=torch.tensor([0, 1]))
     strict = make_prior(name, num_classes=3, label_dropout=0.0)
-    with pytest.raises(ValueError, match="labels"):
-        strict.sample(2, guidance_scale=0.0)  # no "no label" mode was learnt
-    assert strict.sample(2).shape == (2, *GRID)  # classes drawn, then sampled conditionally
+    for scale in (1.0, 0.0):  # it never learnt "no label": it does not guess classes either
+        with pytest.raises(ValueError, match="labels: .*without label dropout.*draw_labels"):
+            strict.sample(2, guidance_scale=scale)
+    assert strict.sample(2, labels=strict.draw_labels(2)).shape == (2, *GRID)
     with pytest.raises(ValueError, match="labels"):
         strict(codes(2))
     with pytest.raises(ValueError, match="guidance_scale"):

@@ -180,8 +180,9 @@ class BasePrior(nn.Module, HubMixin, ABC):
             top_k: keep only the k most likely codes (None = all; k >= K keeps all).
             top_p: nucleus sampling mass in (0, 1] (None = all).
             labels: (N,) int64 classes in [0, num_classes) for a conditional prior. ``None``
-                samples any class: a conditional prior draws each sample's class with
-                :meth:`draw_labels` (the training set's class frequencies), then its codes.
+                samples any class: a conditional prior trained with label dropout draws each
+                sample's class with :meth:`draw_labels` (the training set's class frequencies),
+                then its codes; one trained without it needs labels.
             guidance_scale: classifier-free guidance s, logits = u + s * (c - u); 1 is plain
                 conditional sampling. 0 uses only the unconditional logits u, the "no label"
                 mode learnt by label dropout (with ``labels=None``, no class is drawn at all).
@@ -208,8 +209,13 @@ class BasePrior(nn.Module, HubMixin, ABC):
         if self.num_classes == 0 and guidance_scale != 1.0:
             raise ValueError(f"guidance_scale: classifier-free guidance needs a class-conditional prior; got"
                              f" guidance_scale={guidance_scale!r} for an unconditional one (use 1.0)")
-        if labels is None and self.num_classes and guidance_scale != 0.0:
-            labels = self.draw_labels(num_samples, generator)
+        if labels is None and self.num_classes:
+            if self.config.label_dropout == 0:  # never saw "no label": the caller must say which classes
+                raise ValueError(f"labels: this prior is conditional on {self.num_classes} classes and was built"
+                                 " without label dropout, so it needs labels; pass labels=prior.draw_labels(n)"
+                                 " to draw them by their training-set frequency")
+            if guidance_scale != 0.0:
+                labels = self.draw_labels(num_samples, generator)
         cond = self._condition(labels, num_samples)  # still None: the "no label" id (guidance 0)
         guided = False
         if cond is not None and labels is not None and guidance_scale != 1.0:
