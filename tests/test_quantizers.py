@@ -88,6 +88,9 @@ def test_output_shapes_and_dtypes(name: str) -> None:
     for field in ("loss", "codebook_loss", "commitment_loss", "perplexity"):
         value = getattr(out, field)
         assert value.ndim == 0 and bool(torch.isfinite(value)), field
+    if not q.index_shape:  # one code per cell: the batch perplexity is that of its index histogram
+        counts = torch.bincount(out.indices.flatten(), minlength=q.codebook_size)
+        assert torch.allclose(out.perplexity, BaseQuantizer.perplexity_of(counts), rtol=1e-5)
     assert 1.0 - 1e-4 <= float(out.perplexity) <= q.codebook_size + 1e-3
     assert torch.allclose(out.loss, out.codebook_loss + getattr(q, "beta", 0.0) * out.commitment_loss)
 
@@ -192,6 +195,8 @@ def test_usage_stats_are_floats(name: str) -> None:
         assert {"active_codes", "perplexity", "restarts"} <= stats.keys()
         assert 0 <= stats["active_codes"] <= q.codebook_size
         assert 1.0 - 1e-4 <= stats["perplexity"] <= q.codebook_size + 1e-3
+        if not q.index_shape:  # the windowed perplexity is that of the usage buffer
+            assert stats["perplexity"] == pytest.approx(float(q.perplexity_of(q.usage)), rel=1e-5)
 
 
 @pytest.mark.parametrize("name", QUANTIZERS.names())
