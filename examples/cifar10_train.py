@@ -51,9 +51,9 @@ def main(out_dir: str = "runs/cifar10", data_dir: str = "", quick: bool = False,
         device=device, dataset="cifar10", preset="cifar10", prior_preset="cifar10",
         vqvae_epochs=1 if quick else epochs, prior_epochs=1 if quick else epochs,
         limit_train=1000 if quick else 0, limit_test=200 if quick else 0,
-        # As in mnist_train.py: bf16 autocast for stage 1 (the quantizer's distances stay in
-        # float32); the prior's default ("auto") keeps float32 on the CPU.
-        amp="bf16", prior_amp="auto",
+        # As in mnist_train.py: bf16 autocast for both stages (the quantizer's distances and, on
+        # CPU, the prior's attention stay in float32).
+        amp="bf16", prior_amp="bf16",
     )
     metrics = Trainer(config).fit()  # also writes <out_dir>/pipeline with its model card
     print(f"pipeline saved to {Path(out_dir) / 'pipeline'}; class ids: "

@@ -410,3 +410,35 @@ def test_causal_prior_defaults_are_the_seed_settings() -> None:
     mnist = CausalPrior(prior_preset("mnist"))  # type: ignore[arg-type]
     assert mnist.num_codes == 49 and mnist.codebook_size == 100 and mnist.num_classes == 10
     assert isinstance(prior_preset("mnist"), CausalPriorConfig)
+
+
+def test_cpu_autocast_runs_attention_in_float32() -> None:
+    """Under CPU bf16 autocast the linear layers take bf16 while attention runs in float32 on the
+    same (bf16-rounded) inputs, so it matches float32 SDPA exactly; its gradients still flow."""
+    from discrete_latents.priors.causal_prior import attention
+
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 6, 8, generator=generator).bfloat16().requires_grad_() for _ in range(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = attention(q, k, v, is_causal=True)
+    reference = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=True)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out, reference.bfloat16(), atol=0, rtol=0)
+    out.float().sum().backward()
+    assert all(t.grad is not None and t.grad.abs().sum() > 0 for t in (q, k, v))
+
+
+def test_bf16_autocast_loss_and_gradients_match_float32() -> None:
+    prior = make_prior("causal_transformer", num_classes=3, n_embd=32, n_head=4).train()
+    x, labels = codes(8), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    torch.manual_seed(0)
+    exact = prior(x, labels).loss
+    grads = torch.autograd.grad(exact, list(prior.parameters()))
+    torch.manual_seed(0)  # the same label dropout draw
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = prior(x, labels).loss
+    low_grads = torch.autograd.grad(low.float(), list(prior.parameters()))
+    assert abs(low.detach().item() - exact.detach().item()) < 0.02 * exact.detach().item()
+    cosine = torch.nn.functional.cosine_similarity(torch.cat([g.flatten() for g in grads]),
+                                                   torch.cat([g.flatten() for g in low_grads]), dim=0)
+    assert cosine > 0.99

@@ -19,6 +19,7 @@ from discrete_latents import VQVAE, CausalPrior, VQVAEPipeline
 from discrete_latents.errors import CheckpointSaveError, ConfigError, NonFiniteError
 from discrete_latents.serialization import read_safetensors
 from discrete_latents.training import CheckpointManager, TrainConfig, Trainer
+from discrete_latents.training.checkpoint import optimizer_from_tensors, optimizer_to_tensors
 from discrete_latents.training.data import load_split
 from discrete_latents.training.loop import learning_rate
 
@@ -202,6 +203,34 @@ def test_non_finite_losses_stop_training_naming_the_step(train: Train, settings:
     with pytest.raises(NonFiniteError, match="step"):
         train(tmp_path / "run", stage="vqvae", max_nonfinite_steps=3)
     assert not (tmp_path / "run" / "vqvae").exists()  # no NaN model saved
+
+
+def test_restored_adam_moments_keep_a_channels_last_weight_layout() -> None:
+    """Saved moments come back contiguous; fused Adam reads a weight and its moments as flat memory,
+    so a channels-last weight must get channels-last moments or the update scrambles them."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(4, 8, 3).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(conv.parameters(), lr=0.1, fused=True)
+    grads = [torch.randn_like(p) for p in conv.parameters()]
+
+    def step() -> None:
+        for p, g in zip(conv.parameters(), grads):
+            p.grad = g.clone(memory_format=torch.preserve_format)
+        optimizer.step()
+
+    step()
+    tensors, meta = optimizer_to_tensors(optimizer)
+    saved = {name: t.clone(memory_format=torch.contiguous_format) for name, t in tensors.items()}  # as if read back
+    start = [p.detach().clone() for p in conv.parameters()]
+    step()
+    uninterrupted = [p.detach().clone() for p in conv.parameters()]
+    with torch.no_grad():
+        for p, s in zip(conv.parameters(), start):
+            p.copy_(s)
+    optimizer_from_tensors(optimizer, saved, meta)
+    assert optimizer.state[conv.weight]["exp_avg"].is_contiguous(memory_format=torch.channels_last)
+    step()
+    assert all(torch.equal(a, b) for a, b in zip(uninterrupted, conv.parameters()))
 
 
 def test_learning_rate_warms_up_then_decays_to_the_floor() -> None:

@@ -12,7 +12,7 @@ _MNIST_QUANTIZER = {"codebook_size": 100, "beta": 0.25, "decay": 0.99, "kmeans_i
                     "restart_dead_codes": True, "dead_code_threshold": 0.5}
 
 VQVAE_PRESETS: dict[str, VQVAEConfig] = {
-    "mnist": VQVAEConfig(in_channels=1, image_size=28, channels=(128, 128), num_res_blocks=1, latent_dim=32,
+    "mnist": VQVAEConfig(in_channels=1, image_size=28, channels=(128, 192), num_res_blocks=1, latent_dim=32,
                          quantizer="vq_ema", quantizer_kwargs=_MNIST_QUANTIZER),
     "cifar10": VQVAEConfig(in_channels=3, image_size=32, channels=(128, 256), num_res_blocks=2, latent_dim=64,
                            quantizer="vq_ema",

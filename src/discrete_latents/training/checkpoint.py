@@ -59,6 +59,14 @@ def optimizer_from_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, 
             param_id, key = name.split(".", 1)
             state.setdefault(int(param_id), {})[key] = value
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    # Saved tensors come back contiguous. Fused Adam walks a parameter and its moments as flat
+    # memory, so a channels-last weight with contiguous moments would be updated with the wrong
+    # moments, silently; give every moment its parameter's memory layout.
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for key, value in optimizer.state.get(param, {}).items():
+                if isinstance(value, Tensor) and value.shape == param.shape and value.stride() != param.stride():
+                    optimizer.state[param][key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def rng_to_tensors() -> dict[str, Tensor]:

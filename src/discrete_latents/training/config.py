@@ -52,7 +52,7 @@ class TrainConfig(Config):
     seed: int = 0
     device: str = "auto"  # "auto" (cuda, mps, cpu), or any torch device string
     amp: str = "auto"  # stage 1 autocast: "auto" (bf16 on GPU, off on CPU), "bf16" or "off"
-    prior_amp: str = "auto"  # stage 2 autocast, same choices (bf16 is slower than fp32 for small CPU matmuls)
+    prior_amp: str = "auto"  # stage 2 autocast, same choices (on CPU, attention stays float32)
     num_threads: int = 0  # CPU threads for torch (0 = torch's default)
     max_nonfinite_steps: int = 20  # consecutive NaN/inf losses skipped before stopping
 
