@@ -5,7 +5,9 @@
    training-set frequency; ``--guidance-scale 0`` samples its "no label" mode instead).
 3. Report the classifier's class histogram and confidence on them, and the Frechet distance
    between its penultimate-layer features of the samples and of the MNIST test set, next to the
-   same distance between real training and test digits (the floor a perfect sampler would reach).
+   same distance between real training and test digits (the floor a perfect sampler would reach)
+   and between the VQ-VAE's reconstructions of training digits and the test set (the floor for
+   anything decoded from codes).
 
     python benchmarks/sample_quality.py --data-dir ../shared/data/mnist --pipeline mnist --out docs/sample_quality.md
 """
@@ -105,6 +107,11 @@ def main(data_dir: str, pipeline: str = "mnist", num_samples: int = 10_000, seed
     confidence = probs.max(-1).values
     histogram = torch.bincount(probs.argmax(-1), minlength=10)
     real_train = classify(model, train_x[:num_samples].float() / 255)[1]
+    # The floor for anything decoded from codes: the VQ-VAE's own reconstructions of real digits.
+    with torch.no_grad():
+        recons = torch.cat([pipe.reconstruct(train_x[i:i + 1000].float() / 255)
+                            for i in range(0, num_samples, 1000)])
+    recon_features = classify(model, recons)[1]
     result: dict[str, object] = {
         "sampling": f"temperature={temperature}, top_k={top_k}, top_p={top_p},"
                     f" no labels, guidance_scale={guidance_scale}",
@@ -115,6 +122,7 @@ def main(data_dir: str, pipeline: str = "mnist", num_samples: int = 10_000, seed
         "fraction_confidence_above_0.9": round(float((confidence > 0.9).float().mean()), 4),
         "frechet_samples_vs_test": round(frechet_distance(features, test_features), 3),
         "frechet_train_vs_test": round(frechet_distance(real_train, test_features), 3),
+        "frechet_reconstructions_vs_test": round(frechet_distance(recon_features, test_features), 3),
         "sampling_seconds": round(sampling_s, 1),
     }
     print(json.dumps(result, indent=2))

@@ -546,3 +546,17 @@ def test_read_json_and_loads_json_agree(tmp_path: Path) -> None:
     path.write_bytes(GOOD)
     assert read_json(path) == loads_json(GOOD) == json.loads(GOOD)
     assert os.path.getsize(path) == len(GOOD)
+
+
+def test_preset_tables_in_the_docs_match_the_presets() -> None:
+    """docs/configuration.md lists every preset; its widths and label dropout must not drift from the code."""
+    rows = {}
+    for line in (Path(__file__).parents[1] / "docs" / "configuration.md").read_text().splitlines():
+        if line.startswith("| `"):
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            rows.setdefault(cells[0].strip("`"), []).append(cells)
+    for name, vqvae in VQVAE_PRESETS.items():
+        assert any(row[3] == str(tuple(vqvae.channels)) and row[5] == str(vqvae.latent_dim) for row in rows[name]), name
+    for name, prior in PRIOR_PRESETS.items():
+        assert any(row[1] == f"`{type(prior).__name__}`" and row[5] == str(prior.label_dropout)  # type: ignore[attr-defined]
+                   for row in rows[name]), name

@@ -27,7 +27,8 @@ from discrete_latents.pretrained import available_pretrained, pretrained_path
 COMMIT = "89abcdef0123456789abcdef0123456789abcdef"
 SMALL = {"n_layer": 2, "n_head": 2, "n_embd": 16, "hidden_channels": 16, "kernel_size": 3}
 METADATA = {"preset": "mnist", "dataset": "mnist", "training": {"vqvae_epochs": 3, "lr": 0.0003},
-            "metrics": {"psnr_db": 21.75, "perplexity": 14.5, "prior_nll_bits_per_image": 120.125}}
+            "metrics": {"psnr_db": 21.75, "perplexity": 14.5, "prior_nll_bits_per_image": 120.125},
+            "sample_quality": {"frechet_no_labels": 2.5, "seeds": [0, 1]}}
 
 
 # fixtures and helpers ------------------------------------------------------------------------------
@@ -229,6 +230,7 @@ def test_model_card(saved: Path) -> None:
     assert "| Metric | Value |\n|---|---|\n| perplexity | 14.5 |\n| prior_nll_bits_per_image | 120.125 |\n" \
            "| psnr_db | 21.75 |" in text  # the metrics table, rows in sorted order
     assert "| vqvae_epochs | 3 |" in text and "| lr | 0.0003 |" in text
+    assert "## Sample quality" in text and "| frechet_no_labels | 2.5 |\n| seeds | [0, 1] |" in text
     assert "`mnist` preset" in text and "`causal_transformer`" in text
     assert "VQVAEPipeline.from_pretrained(" in text and "arxiv.org/abs/1711.00937" in text
 

@@ -42,7 +42,7 @@ CITATION = """@inproceedings{oord2017neural,
 }"""
 
 _TEXT_KEYS = ("preset", "dataset", "description")
-_TABLE_KEYS = ("training", "metrics")
+_TABLE_KEYS = ("training", "metrics", "sample_quality")
 
 
 def check_metadata(metadata: object, source: str = "metadata") -> dict[str, Any]:
@@ -128,6 +128,9 @@ def _settings_sections(metadata: Mapping[str, Any]) -> list[str]:
     if metadata.get("metrics"):
         parts.append("## Evaluation\n\nMeasured on held-out data after training.\n\n"
                      + table(metadata["metrics"], ("Metric", "Value")))
+    if metadata.get("sample_quality"):
+        parts.append("## Sample quality\n\nSamples judged by a separately trained classifier.\n\n"
+                     + table(metadata["sample_quality"], ("Measure", "Value")))
     return parts
 
 
