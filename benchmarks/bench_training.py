@@ -2,8 +2,9 @@
 
 One step is a full optimizer step (forward, backward, fused Adam/AdamW update, as the trainer
 runs it) on random inputs of the real shapes: stage 1 on (32, 1, 28, 28) images, stage 2 on
-(256, 7, 7) code grids with labels. Steps alternate between the compared settings so drifting load hits them alike; the
-median step time after warm-up is reported. Denormals are flushed, as the trainer does on CPU.
+(256, 7, 7) code grids with labels. Steps alternate between the compared settings so drifting
+load hits them alike; the median step time after warm-up is reported. Denormals are flushed,
+as the trainer does on CPU.
 
     python benchmarks/bench_training.py                  # CPU, 2 threads
     python benchmarks/bench_training.py --device cuda    # a GPU, if there is one
