@@ -191,7 +191,8 @@ class Trainer:
                               f" {config.image_size}, {config.image_size}), the dataset has {tuple(images.shape[1:])}")
         if self._resume_stage_done("vqvae"):
             return VQVAE.from_pretrained(self.out / "vqvae", map_location=str(self.device))
-        model = VQVAE(config).to(self.device, memory_format=self._conv_memory_format)
+        # Module.to accepts memory_format, but torch's type stubs do not list it.
+        model = VQVAE(config).to(self.device, memory_format=self._conv_memory_format)  # type: ignore[call-overload]
         autocast = self._autocast(cfg.amp)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.vqvae_lr, fused=self._fused)
         data = images.to(self.device)
