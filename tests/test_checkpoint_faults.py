@@ -1,4 +1,5 @@
-"""Checkpoint faults CK-05 (one EIO, then a retry), CK-09 (newer format) and CK-10 (read-only out_dir)."""
+"""Checkpoint faults CK-05 (one EIO, then a retry), CK-09 (newer format), CK-10 (read-only out_dir)
+and CK-16 (temporaries on the target's filesystem)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import torch
 
 import discrete_latents.training.checkpoint as checkpoint
 import discrete_latents.training.loop as loop
+from discrete_latents import VQVAE, CausalPrior, VQVAEPipeline
+from discrete_latents.configs import CausalPriorConfig, VQVAEConfig
 from discrete_latents.errors import CheckpointSaveError, ConfigError
 from discrete_latents.training import CheckpointManager, TrainConfig, Trainer
 
@@ -121,3 +124,25 @@ def test_ck10_read_only_out_dir_fails_before_training(settings: Settings, tmp_pa
         assert list(out.iterdir()) == []
     finally:
         out.chmod(0o755)
+
+
+def test_ck16_every_rename_stays_inside_its_target_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         tiny_vqvae_config: VQVAEConfig,
+                                                         tiny_prior_config: CausalPriorConfig) -> None:
+    """A rename across filesystems fails with EXDEV; a temporary that is a sibling of its target
+    (same folder) cannot cross one. Record every rename of a checkpoint and a pipeline save."""
+    renames: list[tuple[Path, Path]] = []
+    for name in ("replace", "rename"):
+        real = getattr(os, name)
+
+        def recording(src: str, dst: str, *args: object, _real: Callable[..., None] = real, **kwargs: object) -> None:
+            renames.append((Path(src), Path(dst)))
+            _real(src, dst, *args, **kwargs)
+
+        monkeypatch.setattr(os, name, recording)
+    CheckpointManager(tmp_path / "checkpoints").save(1, {"model": {"w": torch.zeros(2)}}, {"step": 1})
+    pipeline = VQVAEPipeline(vqvae=VQVAE(tiny_vqvae_config), prior=CausalPrior(tiny_prior_config))
+    pipeline.save_pretrained(tmp_path / "pipeline")
+    assert any(dst.name.startswith("step-") for _, dst in renames)  # the checkpoint folder itself
+    assert any(dst.name == "model.safetensors" for _, dst in renames)
+    assert all(src.parent == dst.parent for src, dst in renames), renames
