@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from discrete_latents import CausalPrior, CausalPriorConfig
-from discrete_latents.presets import prior_preset
+from discrete_latents._presets import prior_preset
 from discrete_latents.priors import build_prior
 
 NUM_CODES = 49  # a 7x7 code grid

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from discrete_latents import VQVAE, CausalPrior
-from discrete_latents.presets import prior_preset
+from discrete_latents._presets import prior_preset
 
 
 def _sync(device: torch.device) -> None:

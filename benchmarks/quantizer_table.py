@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from discrete_latents.presets import vqvae_preset
+from discrete_latents._presets import vqvae_preset
 from discrete_latents.training import TrainConfig, Trainer
 
 HEALTH = {"kmeans_init": True, "restart_dead_codes": True, "dead_code_threshold": 0.5}

@@ -10,7 +10,7 @@ transformer prior over its 8x8 code grids (stage 2), then save the two as one pi
 
 The data is the binary version of CIFAR-10 (``cifar-10-binary.tar.gz``, checked by SHA-256 and
 extracted safely; the pickled python version is never read). The settings are the ``cifar10``
-presets (see discrete_latents.presets): widths (128, 256), two residual blocks, 512 EMA codes of
+presets (see discrete_latents._presets): widths (128, 256), two residual blocks, 512 EMA codes of
 64 dimensions on an 8x8 grid with k-means initialisation and dead-code restarts; a 6-block,
 256-wide, 8-head prior with label dropout for classifier-free guidance.
 """

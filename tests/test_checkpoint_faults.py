@@ -14,7 +14,7 @@ import torch
 import discrete_latents.training.checkpoint as checkpoint
 import discrete_latents.training.loop as loop
 from discrete_latents import VQVAE, CausalPrior, VQVAEPipeline
-from discrete_latents.configs import CausalPriorConfig, VQVAEConfig
+from discrete_latents._configs import CausalPriorConfig, VQVAEConfig
 from discrete_latents.errors import CheckpointSaveError, ConfigError
 from discrete_latents.training import CheckpointManager, TrainConfig, Trainer
 

@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from discrete_latents import VQVAE, CausalPriorConfig, Config, PixelCNNPriorConfig, VQVAEConfig, files
-from discrete_latents.configs import FORMAT_VERSION
+from discrete_latents._configs import FORMAT_VERSION
 from discrete_latents.errors import ConfigError
-from discrete_latents.files import MAX_JSON_BYTES, dumps_json, loads_json, read_json
-from discrete_latents.presets import PRIOR_PRESETS, VQVAE_PRESETS
+from discrete_latents._files import MAX_JSON_BYTES, dumps_json, loads_json, read_json
+from discrete_latents._presets import PRIOR_PRESETS, VQVAE_PRESETS
 
 CLASSES = [VQVAEConfig, CausalPriorConfig, PixelCNNPriorConfig]
 EXAMPLES = [

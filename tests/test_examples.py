@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from discrete_latents import VQVAE, CausalPrior, CausalPriorConfig, VQVAEConfig, VQVAEPipeline
-from discrete_latents.pretrained import available_pretrained
+from discrete_latents._pretrained import available_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

@@ -20,8 +20,8 @@ from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
 from discrete_latents import PRIORS, VQVAE, CausalPrior, VQVAEConfig
 from discrete_latents.errors import CheckpointFormatError, ConfigError
-from discrete_latents.hub import PretrainedSource, resolve
-from discrete_latents.pipeline import VQVAEPipeline
+from discrete_latents._hub import PretrainedSource, resolve
+from discrete_latents._pipeline import VQVAEPipeline
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 OTHER_COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
@@ -227,7 +227,7 @@ def test_invalid_repo_ids_fail_before_any_io(tmp_path: Path, monkeypatch, repo_i
     def no_download(*args, **kwargs):
         raise AssertionError("snapshot_download must not be reached")
 
-    monkeypatch.setattr("discrete_latents.hub.snapshot_download", no_download)
+    monkeypatch.setattr("discrete_latents._hub.snapshot_download", no_download)
     with pytest.raises(HFValidationError, match="neither an existing local folder nor a valid"):
         VQVAE.from_pretrained(repo_id)
     with pytest.raises(HFValidationError):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from discrete_latents import VQVAE, CausalPrior, CausalPriorConfig, VQVAEConfig
-from discrete_latents.metrics import bits_per_image, codes_used, perplexity, psnr
+from discrete_latents._metrics import bits_per_image, codes_used, perplexity, psnr
 from discrete_latents.training import evaluate_prior, evaluate_vqvae
 
 

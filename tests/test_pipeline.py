@@ -17,12 +17,12 @@ import torch
 from huggingface_hub import CommitInfo, HfApi, ModelCard, RepoUrl
 from PIL import Image
 
-import discrete_latents.pretrained as pretrained_module
+import discrete_latents._pretrained as pretrained_module
 from discrete_latents import PRIORS, VQVAE, CausalPrior, CausalPriorConfig, VQVAEConfig
 from discrete_latents.errors import CheckpointFormatError, ConfigError, NonFiniteError, UnknownComponentError
 from discrete_latents.images import make_grid, save_grid, to_pil_images
-from discrete_latents.pipeline import PIPELINE_FORMAT_VERSION, VQVAEPipeline
-from discrete_latents.pretrained import available_pretrained, pretrained_path
+from discrete_latents._pipeline import PIPELINE_FORMAT_VERSION, VQVAEPipeline
+from discrete_latents._pretrained import available_pretrained, pretrained_path
 
 COMMIT = "89abcdef0123456789abcdef0123456789abcdef"
 SMALL = {"n_layer": 2, "n_head": 2, "n_embd": 16, "hidden_channels": 16, "kernel_size": 3}

@@ -9,7 +9,7 @@ import torch
 
 from discrete_latents import PRIORS, BasePrior, CausalPrior, CausalPriorConfig, PixelCNNPriorConfig
 from discrete_latents.errors import ConfigError, NonFiniteError, UnknownComponentError
-from discrete_latents.presets import prior_preset
+from discrete_latents._presets import prior_preset
 from discrete_latents.priors import PixelCNNPrior, build_prior
 
 K = 16  # codebook size of every test prior
@@ -372,7 +372,7 @@ def test_build_prior_picks_the_class_from_the_config() -> None:
 def test_build_prior_unknown_config(restore_registries) -> None:
     from dataclasses import dataclass
 
-    from discrete_latents.configs import PriorConfig
+    from discrete_latents._configs import PriorConfig
 
     @dataclass(frozen=True)
     class OtherConfig(PriorConfig):

@@ -21,7 +21,7 @@ import torch
 from discrete_latents import DECODERS, ENCODERS, PRIORS, QUANTIZERS, VQVAE, Registry, VQVAEConfig
 from discrete_latents.errors import PluginConflictError, PluginLoadError, UnknownComponentError
 from discrete_latents.quantizers import VectorQuantizer
-from discrete_latents.registry import DISABLE_ENV
+from discrete_latents._registry import DISABLE_ENV
 
 REGISTRIES = (ENCODERS, DECODERS, QUANTIZERS, PRIORS)
 GROUP = "discrete_latents.quantizers"
@@ -168,8 +168,8 @@ def test_plugin_quantizer_config_builds_saves_and_loads_by_name(plugins, tmp_pat
 def test_plugins_in_every_registry(plugins) -> None:
     module = plugins._module_name()
     source = """
-    from discrete_latents.encoder import Encoder
-    from discrete_latents.decoder import Decoder
+    from discrete_latents._encoder import Encoder
+    from discrete_latents._decoder import Decoder
     from discrete_latents.priors import CausalPrior
 
     class MyEncoder(Encoder):

@@ -1,4 +1,4 @@
-"""Temperature, top-k, nucleus filtering and the categorical draw (discrete_latents.sampling)."""
+"""Temperature, top-k, nucleus filtering and the categorical draw (discrete_latents._sampling)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from discrete_latents.sampling import check_sampling_args, draw_categorical, filter_logits, sample_logits
+from discrete_latents._sampling import check_sampling_args, draw_categorical, filter_logits, sample_logits
 
 NEG_INF = float("-inf")
 

@@ -24,7 +24,7 @@ from torch import nn
 
 from discrete_latents import PRIORS, VQVAE, CausalPrior, CausalPriorConfig, VQVAEConfig, serialization
 from discrete_latents.errors import CheckpointFormatError, ConfigError, NonFiniteError, UnknownComponentError
-from discrete_latents.serialization import (
+from discrete_latents._safetensors import (
     MAX_HEADER_BYTES,
     inspect_safetensors,
     load_module,

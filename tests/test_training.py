@@ -17,7 +17,7 @@ import torch
 
 from discrete_latents import VQVAE, CausalPrior, VQVAEPipeline
 from discrete_latents.errors import CheckpointSaveError, ConfigError, NonFiniteError
-from discrete_latents.serialization import read_safetensors
+from discrete_latents._safetensors import read_safetensors
 from discrete_latents.training import CheckpointManager, TrainConfig, Trainer
 from discrete_latents.training.checkpoint import optimizer_from_tensors, optimizer_to_tensors
 from discrete_latents.training.data import load_split
@@ -253,7 +253,7 @@ def test_train_config_rejects_bad_settings() -> None:
 DDP_SCRIPT = """
 import gc, json, os, sys
 import torch
-from discrete_latents.serialization import write_safetensors
+from discrete_latents._safetensors import write_safetensors
 from discrete_latents.training import TrainConfig, Trainer
 from discrete_latents.training.data import load_split
 settings = json.loads(sys.argv[1])

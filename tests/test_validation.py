@@ -15,7 +15,7 @@ import torch
 
 from discrete_latents import VQVAE, CausalPrior, CausalPriorConfig, VQVAEConfig
 from discrete_latents.errors import NonFiniteError
-from discrete_latents.validation import check_finite, check_images, check_indices, check_labels, check_positive_int
+from discrete_latents._checks import check_finite, check_images, check_indices, check_labels, check_positive_int
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "discrete_latents"
 

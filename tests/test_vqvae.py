@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from discrete_latents import VQVAE, Decoder, Encoder, VQVAEConfig
 from discrete_latents.errors import ConfigError
-from discrete_latents.layers import ResBlock
+from discrete_latents._layers import ResBlock
 
 
 @pytest.mark.parametrize("preset, shape, grid", [("mnist", (1, 28, 28), (7, 7)), ("cifar10", (3, 32, 32), (8, 8))])

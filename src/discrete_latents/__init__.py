@@ -2,17 +2,18 @@
 
 __version__ = "0.1.0"
 
-from .configs import CausalPriorConfig as CausalPriorConfig
-from .configs import Config as Config
-from .configs import PixelCNNPriorConfig as PixelCNNPriorConfig
-from .configs import VQVAEConfig as VQVAEConfig
-from .decoder import Decoder as Decoder
-from .encoder import Encoder as Encoder
-from .outputs import PriorOutput as PriorOutput
-from .outputs import QuantizerOutput as QuantizerOutput
-from .outputs import VQVAEOutput as VQVAEOutput
-from .pipeline import VQVAEPipeline as VQVAEPipeline
-from .pretrained import pretrained_path as pretrained_path
+from ._configs import CausalPriorConfig as CausalPriorConfig
+from ._configs import Config as Config
+from ._configs import PixelCNNPriorConfig as PixelCNNPriorConfig
+from ._configs import VQVAEConfig as VQVAEConfig
+from ._decoder import Decoder as Decoder
+from ._encoder import Encoder as Encoder
+from ._outputs import PriorOutput as PriorOutput
+from ._outputs import QuantizerOutput as QuantizerOutput
+from ._outputs import VQVAEOutput as VQVAEOutput
+from ._pipeline import VQVAEPipeline as VQVAEPipeline
+from ._pretrained import available_pretrained as available_pretrained
+from ._pretrained import pretrained_path as pretrained_path
 from .priors import PRIORS as PRIORS
 from .priors import BasePrior as BasePrior
 from .priors import CausalPrior as CausalPrior
@@ -26,13 +27,14 @@ from .quantizers import EMAVectorQuantizer as EMAVectorQuantizer
 from .quantizers import FiniteScalarQuantizer as FiniteScalarQuantizer
 from .quantizers import ResidualVectorQuantizer as ResidualVectorQuantizer
 from .quantizers import VectorQuantizer as VectorQuantizer
-from .registry import DECODERS as DECODERS
-from .registry import ENCODERS as ENCODERS
-from .registry import Registry as Registry
-from .vqvae import VQVAE as VQVAE
+from ._registry import DECODERS as DECODERS
+from ._registry import ENCODERS as ENCODERS
+from ._registry import Registry as Registry
+from ._vqvae import VQVAE as VQVAE
 
 __all__ = [
     "__version__",
+    "available_pretrained",
     "build_prior",
     "DECODERS",
     "ENCODERS",

@@ -14,6 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .._hub import COMMIT_MESSAGE
 from ..errors import DiscreteLatentsError
 
 COMMANDS = ("train", "sample", "reconstruct", "evaluate", "push")
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("repo_id")
     push.add_argument("--private", action="store_true")
     push.add_argument("--token", default=None)
-    push.add_argument("--commit-message", default="Upload discrete_latents pipeline")
+    push.add_argument("--commit-message", default=COMMIT_MESSAGE)
     return parser
 
 

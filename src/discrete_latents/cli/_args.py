@@ -15,9 +15,9 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..configs import Config
+from .._configs import Config
 from ..errors import ConfigError
-from ..files import loads_json
+from .._files import loads_json
 
 C = TypeVar("C", bound=Config)
 

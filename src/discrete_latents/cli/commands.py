@@ -9,9 +9,10 @@ from pathlib import Path
 import torch
 
 from ..datasets import load_cifar10, load_mnist
+from .._hub import upload_folder
 from ..images import save_grid
-from ..pipeline import VQVAEPipeline
-from ..pretrained import available_pretrained, pretrained_path
+from .._pipeline import VQVAEPipeline
+from .._pretrained import available_pretrained, pretrained_path
 from ..training import TrainConfig, Trainer, evaluate_prior, evaluate_vqvae
 from ..training.loop import format_metrics
 from ._args import build_config
@@ -61,12 +62,16 @@ def evaluate(args: argparse.Namespace, extra: list[str]) -> None:
     images, labels = _test_images(args)
     images = images.to(args.device)
     metrics = evaluate_vqvae(pipe.vqvae, images)
-    codes = torch.cat([pipe.encode(images[i:i + 1000].float() / 255) for i in range(0, len(images), 1000)])
+    codes = pipe.encode(images, batch_size=1000)
     metrics.update(evaluate_prior(pipe.prior, codes, labels.to(args.device)))
     print(format_metrics(metrics))
 
 
 def push(args: argparse.Namespace, extra: list[str]) -> None:
-    pipe = VQVAEPipeline.from_pretrained(args.folder)
-    url = pipe.push_to_hub(args.repo_id, private=args.private, token=args.token, commit_message=args.commit_message)
-    print(f"pushed {args.folder} to {url}", file=sys.stderr)
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is not a folder; pass a folder written by save_pretrained")
+    VQVAEPipeline.from_pretrained(folder)  # validate before anything goes up: it must load as saved
+    commit = upload_folder(folder, args.repo_id, private=args.private, token=args.token,
+                           commit_message=args.commit_message)
+    print(f"pushed {folder} to {getattr(commit, 'commit_url', args.repo_id)}", file=sys.stderr)

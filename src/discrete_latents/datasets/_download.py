@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..errors import ChecksumMismatchError, DownloadError
-from ..files import fsync_directory
+from .._files import fsync_directory
 
 CHUNK_BYTES = 1 << 20
 STALE_PART_SECONDS = 24 * 3600  # older .part files belong to a killed process, not a live one

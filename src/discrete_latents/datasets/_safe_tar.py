@@ -15,7 +15,7 @@ from collections.abc import Collection, Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from ..errors import DatasetFormatError
-from ..files import atomic_write_bytes
+from .._files import atomic_write_bytes
 
 
 def _check_safe_name(archive: Path, name: str) -> None:

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ChecksumMismatchError, DatasetFormatError, DatasetNotFoundError
-from ..files import fsync_directory
+from .._files import fsync_directory
 from . import checksums
 from ._download import download_file, verify_file
 from ._paths import DATA_DIR_ENV, dataset_folder

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -11,16 +11,17 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..configs import Config, PriorConfig
+from .._configs import Config, PriorConfig
+from .._outputs import PriorOutput
+from .._registry import Registry
+from .._sampling import check_sampling_args, sample_logits
+from .._checks import check_indices, check_labels, check_positive_int
+from .._metrics import bits_per_image
+from .._saving import PretrainedModel
 from ..errors import NonFiniteError, PluginLoadError, UnknownComponentError
-from ..hub import HubMixin
-from ..outputs import PriorOutput
-from ..registry import Registry
-from ..sampling import check_sampling_args, sample_logits
-from ..validation import check_indices, check_labels, check_positive_int
 
 
-class BasePrior(nn.Module, HubMixin, ABC):
+class BasePrior(nn.Module, PretrainedModel, ABC):
     """An autoregressive model of code grids (B, h, w) in raster order, optionally class-conditional.
 
     Subclasses implement :meth:`_logits` (all positions at once, for training) and
@@ -28,11 +29,12 @@ class BasePrior(nn.Module, HubMixin, ABC):
     dropout, classifier-free guidance and the sampling loop, so every prior behaves alike.
 
     Args:
-        config: a subclass of :class:`~discrete_latents.configs.PriorConfig`.
+        config: a subclass of :class:`~discrete_latents._configs.PriorConfig`.
     """
 
     api_version: ClassVar[int] = 1
     config_class: ClassVar[type[PriorConfig]] = PriorConfig
+    card_key = "prior"
 
     def __init__(self, config: PriorConfig) -> None:
         super().__init__()
@@ -41,6 +43,20 @@ class BasePrior(nn.Module, HubMixin, ABC):
         self.config = config
 
     # properties --------------------------------------------------------------------------------
+    @property
+    def registry_name(self) -> str:
+        """The name ``PRIORS`` registered this class under first (what a saved pipeline records)."""
+        return PRIORS.name_of(type(self))
+
+    @classmethod
+    def presets(cls) -> Mapping[str, Config]:
+        """The prior presets built by this class (``"mnist"``, ...); see :meth:`from_preset`."""
+        from .._presets import PRIOR_PRESETS
+
+        own = {name: config for name, config in PRIOR_PRESETS.items() if type(config) is cls.config_class}
+        # "mnist_pixelcnn" is also this class's "mnist": the suffix only tells the trainer's presets apart.
+        return {**{name.split("_")[0]: config for name, config in own.items()}, **own}
+
     @property
     def codebook_size(self) -> int:
         """K; the start token's id."""
@@ -154,7 +170,7 @@ class BasePrior(nn.Module, HubMixin, ABC):
 
     def bits_per_image(self, nats_per_code: Tensor | float) -> Tensor | float:
         """Convert nats per code (``loss`` or :meth:`nll`) to bits per image: x h*w / ln 2."""
-        return nats_per_code * self.num_codes / math.log(2)
+        return bits_per_image(nats_per_code, self.num_codes)  # type: ignore[no-any-return]
 
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         """AdamW parameter groups: decay matrices, embeddings and kernels, not biases or norms.
@@ -258,7 +274,7 @@ def build_prior(config: Config) -> BasePrior:
     :class:`~discrete_latents.PixelCNNPriorConfig` a ``PixelCNNPrior``.
 
     Example:
-        >>> from discrete_latents.presets import prior_preset
+        >>> from discrete_latents._presets import prior_preset
         >>> type(build_prior(prior_preset("mnist_pixelcnn"))).__name__
         'PixelCNNPrior'
     """

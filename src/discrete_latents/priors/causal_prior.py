@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..configs import CausalPriorConfig
+from .._configs import CausalPriorConfig
 from .base import PRIORS, BasePrior
 
 

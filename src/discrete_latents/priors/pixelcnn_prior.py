@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..configs import PixelCNNPriorConfig
+from .._configs import PixelCNNPriorConfig
 from .base import PRIORS, BasePrior
 
 FIRST_KERNEL = 7  # the paper's first layer is a 7x7 masked convolution (§2.1, following PixelRNN)

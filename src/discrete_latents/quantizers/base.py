@@ -8,9 +8,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from ..outputs import QuantizerOutput
-from ..registry import Registry
-from ..validation import check_finite, check_indices
+from .._metrics import perplexity
+from .._outputs import QuantizerOutput
+from .._registry import Registry
+from .._checks import check_finite, check_indices
 
 
 class BaseQuantizer(nn.Module, ABC):
@@ -66,11 +67,7 @@ class BaseQuantizer(nn.Module, ABC):
         """
         return {}
 
-    @staticmethod
-    def perplexity_of(counts: Tensor) -> Tensor:
-        """exp(entropy) of a code histogram: K when all codes are used equally, 1 when one is."""
-        probs = counts.float() / counts.sum().clamp_min(1e-12)
-        return torch.special.entr(probs).sum().exp()
+    perplexity_of = staticmethod(perplexity)  # exp(entropy) of a code histogram, for subclasses
 
 
 def straight_through(inputs: Tensor, codes: Tensor) -> Tensor:

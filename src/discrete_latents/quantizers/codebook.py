@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
 
-from .. import distributed
-from ..outputs import QuantizerOutput
-from ._checks import check_bool, check_choice, check_float, check_int
+from .. import _distributed as distributed
+from .._outputs import QuantizerOutput
+from .._checks import check_bool, check_choice, check_float, check_int
 from .base import GRADIENT_ESTIMATORS, BaseQuantizer
 
 # Scores computed per block of rows: 2**22 float32 (16 MiB) at most. One (N, K) matrix would be
@@ -88,7 +88,7 @@ class CodebookQuantizer(BaseQuantizer):
     initialized: Tensor  # () bool, False until k-means has run
     restarts: Tensor  # () int64, codes re-seeded so far
 
-    def __init__(self, dim: int, codebook_size: int = 512, beta: float = 0.25, kmeans_init: bool = False,
+    def __init__(self, dim: int, codebook_size: int = 512, beta: float = 0.25, *, kmeans_init: bool = False,
                  kmeans_iters: int = 10, restart_dead_codes: bool = False, dead_code_threshold: float = 0.03,
                  usage_decay: float = 0.99, gradient: str = "ste") -> None:
         super().__init__()
@@ -108,8 +108,13 @@ class CodebookQuantizer(BaseQuantizer):
         self.register_buffer("restarts", torch.zeros((), dtype=torch.long))
         self._init_checked = not kmeans_init  # caches `initialized` so steps need not read it
         self._collapse_warned = False
+        self._make_codebook()
 
     # hooks for subclasses --------------------------------------------------------------------
+    def _make_codebook(self) -> None:
+        """Create the (K, D) codebook (a parameter or buffers); called once by ``__init__``."""
+        raise NotImplementedError
+
     @property
     def codebook(self) -> Tensor:
         """(K, D) code vectors, as the lookup sees them."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from .base import QUANTIZERS
 from .vector_quantizer import VectorQuantizer
@@ -25,8 +25,9 @@ class CosineVectorQuantizer(VectorQuantizer):
         dim: D, the width of a code vector.
         codebook_size: K. Default 512.
         beta: commitment weight. Default 0.25.
-        **health: ``kmeans_init`` (spherical k-means), ``restart_dead_codes`` and friends, see
-            :class:`~discrete_latents.quantizers.codebook.CodebookQuantizer`; all off by default.
+        kmeans_init, kmeans_iters, restart_dead_codes, dead_code_threshold, usage_decay, gradient:
+            as in :class:`~discrete_latents.quantizers.codebook.CodebookQuantizer` (k-means is
+            spherical here); all off by default.
 
     Example:
         >>> import torch
@@ -36,10 +37,9 @@ class CosineVectorQuantizer(VectorQuantizer):
         True
     """
 
-    def __init__(self, dim: int, codebook_size: int = 512, beta: float = 0.25, **health: object) -> None:
-        super().__init__(dim, codebook_size, beta, **health)
+    def _make_codebook(self) -> None:
         # Random directions: uniform on the sphere once normalised.
-        self.weight.data = F.normalize(torch.randn(codebook_size, dim), dim=1)
+        self.weight = nn.Parameter(F.normalize(torch.randn(self.codebook_size, self.dim), dim=1))
 
     @property
     def codebook(self) -> Tensor:

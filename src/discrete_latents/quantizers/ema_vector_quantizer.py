@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .. import distributed
-from ._checks import check_float
+from .. import _distributed as distributed
+from .._checks import check_float
 from .base import QUANTIZERS
 from .codebook import CodebookQuantizer
 
@@ -24,7 +24,8 @@ class EMAVectorQuantizer(CodebookQuantizer):
         dim: D. codebook_size: K. beta: commitment weight (default 0.25).
         decay: g, the EMA decay. Default 0.99.
         eps: Laplace smoothing of the counts. Default 1e-5.
-        **health: ``kmeans_init``, ``restart_dead_codes`` ..., off by default.
+        kmeans_init, kmeans_iters, restart_dead_codes, dead_code_threshold, usage_decay, gradient:
+            as in :class:`~discrete_latents.quantizers.codebook.CodebookQuantizer`; off by default.
 
     Example:
         >>> import torch
@@ -39,13 +40,19 @@ class EMAVectorQuantizer(CodebookQuantizer):
     embed_sum: Tensor  # (K, D) m_i, EMA of the sums of assigned z_e
 
     def __init__(self, dim: int, codebook_size: int = 512, beta: float = 0.25, decay: float = 0.99,
-                 eps: float = 1e-5, **health: object) -> None:
-        super().__init__(dim, codebook_size, beta, **health)  # type: ignore[arg-type]
+                 eps: float = 1e-5, *, kmeans_init: bool = False, kmeans_iters: int = 10,
+                 restart_dead_codes: bool = False, dead_code_threshold: float = 0.03, usage_decay: float = 0.99,
+                 gradient: str = "ste") -> None:
         self.decay = check_float("decay", decay, 0.0, 1.0, high_open=True)
         self.eps = check_float("eps", eps, 1e-12, 1.0)
-        initial = torch.randn(codebook_size, dim)
+        super().__init__(dim, codebook_size, beta, kmeans_init=kmeans_init, kmeans_iters=kmeans_iters,
+                         restart_dead_codes=restart_dead_codes, dead_code_threshold=dead_code_threshold,
+                         usage_decay=usage_decay, gradient=gradient)
+
+    def _make_codebook(self) -> None:
+        initial = torch.randn(self.codebook_size, self.dim)
         self.register_buffer("weight", initial.clone())
-        self.register_buffer("cluster_size", torch.ones(codebook_size))
+        self.register_buffer("cluster_size", torch.ones(self.codebook_size))
         self.register_buffer("embed_sum", initial.clone())
 
     @property

@@ -20,7 +20,8 @@ class VectorQuantizer(CodebookQuantizer):
         dim: D, the width of a code vector.
         codebook_size: K. Default 512.
         beta: commitment weight. Default 0.25.
-        **health: ``kmeans_init``, ``restart_dead_codes`` and friends, see
+        kmeans_init, kmeans_iters, restart_dead_codes, dead_code_threshold, usage_decay, gradient:
+            codebook health and gradient options, see
             :class:`~discrete_latents.quantizers.codebook.CodebookQuantizer`; all off by default.
 
     Example:
@@ -31,10 +32,10 @@ class VectorQuantizer(CodebookQuantizer):
         (torch.Size([2, 32, 7, 7]), torch.Size([2, 7, 7]))
     """
 
-    def __init__(self, dim: int, codebook_size: int = 512, beta: float = 0.25, **health: object) -> None:
-        super().__init__(dim, codebook_size, beta, **health)  # type: ignore[arg-type]
+    def _make_codebook(self) -> None:
         # Uniform(-1/K, 1/K) as in the authors' reference implementation.
-        self.weight = nn.Parameter(torch.empty(codebook_size, dim).uniform_(-1.0 / codebook_size, 1.0 / codebook_size))
+        size = self.codebook_size
+        self.weight = nn.Parameter(torch.empty(size, self.dim).uniform_(-1.0 / size, 1.0 / size))
 
     @property
     def codebook(self) -> Tensor:

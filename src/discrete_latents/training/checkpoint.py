@@ -22,8 +22,8 @@ import torch
 from torch import Tensor
 
 from ..errors import CheckpointFormatError, CheckpointSaveError, ConfigError
-from ..files import atomic_write_bytes, dumps_json, fsync_directory, loads_json, read_json
-from ..serialization import read_safetensors, write_safetensors
+from .._files import atomic_write_bytes, dumps_json, fsync_directory, loads_json, read_json
+from .._safetensors import read_safetensors, write_safetensors
 
 COMMITTED = "COMMITTED"
 STATE_NAME = "trainer_state.json"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..configs import Config
+from .._configs import Config
 
 STAGES = ("vqvae", "prior", "both")
 DATASETS = ("mnist", "cifar10", "folder")
@@ -33,7 +33,7 @@ class TrainConfig(Config):
     limit_train: int = 0  # use only the first N training images (0 = all); for quick runs
     limit_test: int = 0  # evaluate on the first N test images (0 = all)
     # model
-    preset: str = "mnist"  # VQ-VAE preset (see discrete_latents.presets)
+    preset: str = "mnist"  # VQ-VAE preset (see discrete_latents._presets)
     prior_preset: str = "mnist"  # prior preset; "mnist_pixelcnn" swaps in the PixelCNN
     vqvae_overrides: dict[str, Any] = field(default_factory=dict)  # VQVAEConfig fields to change
     prior_overrides: dict[str, Any] = field(default_factory=dict)  # prior config fields to change

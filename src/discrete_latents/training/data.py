@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..presets import vqvae_preset
+from .._presets import vqvae_preset
 from .config import TrainConfig
 
 

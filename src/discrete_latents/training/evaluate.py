@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..metrics import bits_per_image, codes_used, perplexity, psnr
+from .._metrics import bits_per_image, codes_used, perplexity, psnr
 from ..priors import BasePrior
-from ..vqvae import VQVAE
+from .._vqvae import VQVAE
 
 
 @torch.no_grad()
@@ -34,7 +34,7 @@ def evaluate_vqvae(model: VQVAE, images: Tensor, batch_size: int = 500) -> dict[
     model.train(was_training)
     mse = squared_error / pixels
     return {"mse": mse, "psnr": psnr(mse), "psnr_mean_per_image": image_psnr / len(images),
-            "codes_used": codes_used(counts), "codebook_size": model.codebook_size, "perplexity": perplexity(counts)}
+            "codes_used": codes_used(counts), "codebook_size": model.codebook_size, "perplexity": float(perplexity(counts))}
 
 
 @torch.no_grad()

@@ -2,20 +2,22 @@
 
 Both stages share one loop (:meth:`Trainer._run_stage`): a fixed, seeded shuffle per epoch, a
 warm-up + cosine learning rate computed from the step (so resuming needs no scheduler object),
-gradient clipping, skipping of non-finite steps, periodic crash-safe checkpoints, a JSON-lines
-metrics log and image grids at every epoch end. A run killed at any point and resumed ends with
-the same weights as one never interrupted (on the same device and thread count).
+gradient clipping, skipping of non-finite steps, periodic crash-safe checkpoints (one series per
+stage), a JSON-lines metrics log and image grids at every epoch end. A run killed at any point and
+resumed ends with the same weights as one never interrupted (on the same device and thread count).
+
+An output folder belongs to one run (``run.json``): a new run refuses a folder that is not empty,
+``--resume`` continues the run it holds, and ``--stage=prior`` trains a new prior on the finished
+VQ-VAE it holds. The stage-2 code cache records the VQ-VAE weights it was made with.
 """
 
 from __future__ import annotations
 
-import gc
 import inspect
 import json
 import math
-import os
 import platform
-import signal
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -27,18 +29,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import distributed
-from ..configs import Config, PriorConfig
-from ..errors import ConfigError, NonFiniteError
-from ..files import atomic_write_bytes
-from ..pipeline import VQVAEPipeline
-from ..presets import prior_preset, vqvae_preset
+from .. import _distributed as distributed
+from .._configs import PriorConfig
+from .._files import atomic_write_bytes, read_json, write_json
+from .._pipeline import VQVAEPipeline, check_compatible
+from .._presets import prior_preset, vqvae_preset
+from .._safetensors import fingerprint, read_metadata, read_safetensors, write_safetensors
+from .._vqvae import VQVAE
+from ..errors import CheckpointFormatError, ConfigError, NonFiniteError
 from ..priors import BasePrior, build_prior
-from ..serialization import read_safetensors, write_safetensors
-from ..vqvae import VQVAE
 from .checkpoint import (
     CheckpointManager,
-    RunLock,
     optimizer_from_tensors,
     optimizer_to_tensors,
     rng_from_tensors,
@@ -47,21 +48,14 @@ from .checkpoint import (
 from .config import TrainConfig
 from .data import load_split
 from .evaluate import evaluate_prior, evaluate_vqvae
+from .process import StopFlag, pick_device, training_process
 
+RUN_NAME = "run.json"
+CODES_NAME = "codes.safetensors"
+ENCODE_BATCH = 1000
 # Settings that may differ between a run and its resumption without changing the result.
 RESUMABLE_CHANGES = {"resume", "progress", "log_every", "checkpoint_every", "keep_last", "device", "data_dir",
                      "download", "num_threads"}
-
-
-def pick_device(name: str) -> torch.device:
-    """``"auto"`` picks CUDA, then Apple MPS, then the CPU."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def learning_rate(step: int, total: int, peak: float, warmup: int, min_ratio: float) -> float:
@@ -75,9 +69,10 @@ def learning_rate(step: int, total: int, peak: float, warmup: int, min_ratio: fl
 class Trainer:
     """Runs the stages named in a :class:`TrainConfig` and writes everything under ``out_dir``.
 
-    Layout of ``out_dir``: ``checkpoints/``, ``metrics.jsonl``, ``images/`` (grids per epoch),
-    ``vqvae/`` and ``prior/`` (final models, loadable with ``from_pretrained``),
-    ``codes.safetensors`` (the training set's codes, extracted once for stage 2), ``metrics.json``.
+    Layout of ``out_dir``: ``run.json`` (the run's settings), ``checkpoints/vqvae/`` and
+    ``checkpoints/prior/``, ``metrics.jsonl``, ``images/`` (grids per epoch), ``vqvae/`` and
+    ``prior/`` (final models, loadable with ``from_pretrained``), ``codes.safetensors`` (the
+    training set's codes, extracted once for stage 2), ``metrics.json`` and ``pipeline/``.
 
     Example:
         >>> from discrete_latents.training import Trainer, TrainConfig
@@ -90,9 +85,10 @@ class Trainer:
         self.config = config
         self.out = Path(config.out_dir)
         self.device = pick_device(config.device)
-        self.checkpoints = CheckpointManager(self.out / "checkpoints", config.keep_last)
+        self.checkpoints = {stage: CheckpointManager(self.out / "checkpoints" / stage, config.keep_last)
+                            for stage in ("vqvae", "prior")}
         self.log = log or (lambda message: print(message, file=sys.stderr, flush=True))
-        self._stop_requested = False
+        self._stop = StopFlag()
         self._resume_state: dict[str, Any] | None = None
         self._resume_files: dict[str, dict[str, Tensor]] = {}
 
@@ -101,70 +97,38 @@ class Trainer:
         """Train the configured stages, evaluate on the test set, and return the final metrics."""
         cfg = self.config
         started = time.perf_counter()
-        started_group = self._setup_distributed()
         self.out.mkdir(parents=True, exist_ok=True)
-        if not os.access(self.out, os.W_OK):
-            raise PermissionError(f"out_dir {self.out} is not writable")
-        lock = RunLock(self.out) if self.is_main else nullcontext()
-        previous_handler = signal.getsignal(signal.SIGTERM)
-        # Denormal floats (tiny gradients) make CPU matmuls up to 30x slower; flush them to zero.
-        flush_denormal = self.device.type == "cpu" and torch.set_flush_denormal(True)
-        previous_threads = torch.get_num_threads()
-        if cfg.num_threads:
-            torch.set_num_threads(cfg.num_threads)
-        try:
-            with lock:
-                signal.signal(signal.SIGTERM, self._request_stop)
-                torch.manual_seed(cfg.seed)
-                self._load_resume_point()
-                train_images, train_labels = load_split(cfg, "train")
-                test_images, test_labels = load_split(cfg, "test")
-                metrics: dict[str, float] = {}
-                if cfg.stage in ("vqvae", "both"):
-                    vqvae = self.train_vqvae(train_images, test_images)
-                else:
-                    vqvae = VQVAE.from_pretrained(self.out / "vqvae", map_location=str(self.device))
-                if self._stop_requested:
+        with training_process(self.out, self.device, cfg.num_threads, self._stop):
+            self._claim_folder()
+            torch.manual_seed(cfg.seed)
+            self._load_resume_point()
+            train_images, train_labels = load_split(cfg, "train")
+            test_images, test_labels = load_split(cfg, "test")
+            if cfg.stage == "prior":
+                vqvae = VQVAE.from_pretrained(self.out / "vqvae", map_location=self.device)
+            else:
+                vqvae = self.train_vqvae(train_images, test_images)
+            if self._stop.requested:
+                return {}
+            metrics = evaluate_vqvae(vqvae, test_images.to(self.device))
+            prior = None
+            if cfg.stage in ("prior", "both"):
+                prior = self.train_prior(vqvae, train_images, train_labels)
+                if self._stop.requested:
                     return {}
-                metrics.update(evaluate_vqvae(vqvae, test_images.to(self.device)))
-                prior = None
-                if cfg.stage in ("prior", "both"):
-                    prior = self.train_prior(vqvae, train_images, train_labels, test_images)
-                    if self._stop_requested:
-                        return {}
-                    test_codes = self._encode(vqvae, test_images)
-                    metrics.update(evaluate_prior(prior, test_codes, test_labels))
-                if self.is_main:
-                    (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
-                    self.log(format_metrics(metrics))
-                    if prior is not None:
-                        self._save_pipeline(vqvae, prior, metrics, time.perf_counter() - started)
-                return metrics
-        finally:
-            signal.signal(signal.SIGTERM, previous_handler)
-            if flush_denormal:
-                torch.set_flush_denormal(False)
-            torch.set_num_threads(previous_threads)
-            if started_group:
-                # DDP wrappers left in reference cycles would otherwise outlive the group and tear
-                # gloo down during interpreter exit, which aborts the process (SIGABRT).
-                gc.collect()
-                torch.distributed.destroy_process_group()
+                test_codes = vqvae.encode(test_images, batch_size=ENCODE_BATCH)
+                metrics.update(evaluate_prior(prior, test_codes, test_labels))
+            if self.is_main:
+                (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+                self.log(format_metrics(metrics))
+                if prior is not None:
+                    self._save_pipeline(vqvae, prior, metrics, time.perf_counter() - started)
+            return metrics
 
     @property
     def is_main(self) -> bool:
         """Only rank 0 writes checkpoints, logs and models."""
         return distributed.rank() == 0
-
-    def _setup_distributed(self) -> bool:
-        """Join the process group that ``torchrun`` describes in the environment; True if started here."""
-        if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or torch.distributed.is_initialized():
-            return False
-        backend = "nccl" if self.device.type == "cuda" else "gloo"
-        if self.device.type == "cuda":
-            torch.cuda.set_device(self.device)
-        torch.distributed.init_process_group(backend=backend)
-        return True
 
     @property
     def _fused(self) -> bool | None:
@@ -189,14 +153,14 @@ class Trainer:
         if images.shape[1:] != (config.in_channels, config.image_size, config.image_size):
             raise ConfigError(f"preset {cfg.preset!r} expects images of shape ({config.in_channels},"
                               f" {config.image_size}, {config.image_size}), the dataset has {tuple(images.shape[1:])}")
-        if self._resume_stage_done("vqvae"):
-            return VQVAE.from_pretrained(self.out / "vqvae", map_location=str(self.device))
+        if self._stage_done("vqvae"):
+            return VQVAE.from_pretrained(self.out / "vqvae", map_location=self.device)
         # Module.to accepts memory_format, but torch's type stubs do not list it.
         model = VQVAE(config).to(self.device, memory_format=self._conv_memory_format)  # type: ignore[call-overload]
         autocast = self._autocast(cfg.amp)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.vqvae_lr, fused=self._fused)
         data = images.to(self.device)
-        probe = test_images[:32].to(self.device)
+        probe = test_images[:32].to(self.device).float() / 255
 
         def step(module: nn.Module, index: Tensor) -> tuple[Tensor, dict[str, float]]:
             x = data[index].float() / 255
@@ -207,34 +171,24 @@ class Trainer:
             return recon + out.loss, stats
 
         def epoch_end(epoch: int) -> None:
-            model.eval()
-            self._save_grid(torch.cat([probe.float() / 255, model.reconstruct(probe.float() / 255)]),
-                            f"reconstructions_epoch{epoch + 1:03d}.png", nrow=8)
-            model.train()
+            self._save_grid(torch.cat([probe, model.reconstruct(probe)]), f"reconstructions_epoch{epoch + 1:03d}.png")
 
         self._run_stage("vqvae", model, optimizer, step, len(data), cfg.batch_size, cfg.vqvae_epochs,
                         cfg.vqvae_lr, epoch_end)
-        if self.is_main and not self._stop_requested:
+        if self.is_main and not self._stop.requested:
             model.save_pretrained(self.out / "vqvae")
         return model.eval()
 
-    def train_prior(self, vqvae: VQVAE, images: Tensor, labels: Tensor, test_images: Tensor) -> BasePrior:
+    def train_prior(self, vqvae: VQVAE, images: Tensor, labels: Tensor) -> BasePrior:
         """Stage 2: extract the training set's codes once, then fit the prior by next-code cross-entropy."""
         cfg = self.config
-        base: Config = prior_preset(cfg.prior_preset)
-        config = base.replace(**cfg.prior_overrides)
+        config = prior_preset(cfg.prior_preset).replace(**cfg.prior_overrides)
         if isinstance(config, PriorConfig) and config.num_classes and not config.class_frequencies:
             # Sampling without labels draws classes as often as the training set holds them.
             counts = torch.bincount(labels.long(), minlength=config.num_classes).double()
             config = config.replace(class_frequencies=tuple(round(float(c), 6) for c in counts / counts.sum()))
         prior = build_prior(config).to(self.device)
-        if vqvae.quantizer.index_shape != ():
-            raise ConfigError(f"quantizer {vqvae.config.quantizer!r} gives {vqvae.quantizer.index_shape} codes per"
-                              " grid cell; a prior models one code per cell (use vq, vq_ema, vq_cosine or fsq)")
-        if prior.codebook_size != vqvae.codebook_size or prior.grid_size != vqvae.grid_size:
-            raise ConfigError(f"prior preset {cfg.prior_preset!r} models {prior.grid_size} grids of"
-                              f" {prior.codebook_size} codes; the VQ-VAE makes {vqvae.grid_size} grids of"
-                              f" {vqvae.codebook_size}")
+        check_compatible(vqvae, prior)
         codes = self._training_codes(vqvae, images).to(self.device)
         class_labels = labels.to(self.device) if prior.num_classes else None
         optimizer = torch.optim.AdamW(prior.param_groups(cfg.weight_decay), lr=cfg.prior_lr, betas=(0.9, 0.95),
@@ -252,11 +206,11 @@ class Trainer:
             state = torch.get_rng_state()  # sampling must not shift the training RNG stream
             sampled = prior.sample(64, labels=grid_labels, generator=generator)
             torch.set_rng_state(state)
-            self._save_grid(vqvae.decode_indices(sampled), f"samples_epoch{epoch + 1:03d}.png", nrow=8)
+            self._save_grid(vqvae.decode(sampled), f"samples_epoch{epoch + 1:03d}.png")
 
         self._run_stage("prior", prior, optimizer, step, len(codes), cfg.prior_batch_size, cfg.prior_epochs,
                         cfg.prior_lr, epoch_end)
-        if self.is_main and not self._stop_requested:
+        if self.is_main and not self._stop.requested:
             prior.save_pretrained(self.out / "prior")
         return prior.eval()
 
@@ -275,8 +229,8 @@ class Trainer:
                          "wall_time_minutes": round(seconds / 60, 1), "torch": torch.__version__},
             "metrics": {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()},
         }
-        VQVAEPipeline(vqvae=vqvae, prior=prior, metadata=metadata).save_pretrained(self.out / "pipeline",
-                                                                                   sample_grid=True, seed=cfg.seed)
+        pipe = VQVAEPipeline(vqvae=vqvae, prior=prior, metadata=metadata)
+        pipe.save_pretrained(self.out / "pipeline", images=pipe.card_images(seed=cfg.seed))
 
     # the shared loop ---------------------------------------------------------------------------
     def _run_stage(self, stage: str, model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -329,10 +283,10 @@ class Trainer:
                                        "lr": optimizer.param_groups[0]["lr"], **_floats(stats), **_usage(model)})
                 next_batch = batch + 1
                 at_epoch_end = next_batch == steps_per_epoch
-                if at_epoch_end or step % cfg.checkpoint_every == 0 or self._stop_requested:
+                if at_epoch_end or step % cfg.checkpoint_every == 0 or self._stop.requested:
                     position = (epoch + 1, 0) if at_epoch_end else (epoch, next_batch)
                     self._checkpoint(stage, model, optimizer, step, position, nonfinite)
-                if self._stop_requested:
+                if self._stop.requested:
                     self.log(f"stopped on request at {stage} step {step}; resume with --resume")
                     return
             if bar is not None:
@@ -363,27 +317,53 @@ class Trainer:
         opt_tensors, opt_meta = optimizer_to_tensors(optimizer)
         state = {"stage": stage, "epoch": position[0], "batch": position[1], "step": step, "nonfinite": nonfinite,
                  "optimizer": opt_meta, "config": self.config.to_dict(), "torch_version": torch.__version__}
-        offset = 0 if stage == "vqvae" else 10**7  # prior checkpoints sort after the VQ-VAE's
-        self.checkpoints.save(offset + step, {"model": weights, "optimizer": opt_tensors, "rng": rng_to_tensors()},
-                              state)
+        self.checkpoints[stage].save(step, {"model": weights, "optimizer": opt_tensors, "rng": rng_to_tensors()},
+                                     state)
+
+    def _claim_folder(self) -> None:
+        """Make ``out_dir`` this run's, or refuse it: runs never mix in one folder."""
+        cfg, run_file = self.config, self.out / RUN_NAME
+        previous = read_json(run_file).get("config") if run_file.is_file() else None
+        entries = sorted(p.name for p in self.out.iterdir() if p.name != ".lock")
+        if cfg.resume:
+            if previous is None and entries:
+                raise ConfigError(f"cannot resume in {self.out}: it holds {entries[:5]} but no {RUN_NAME}, so it is"
+                                  " not a training run's folder; choose a fresh out_dir")
+            if previous is not None:
+                self._check_same_run(TrainConfig.from_dict(previous, source=str(run_file)), run_file)
+        elif cfg.stage == "prior":
+            if previous is None or not (self.out / "vqvae" / "model.safetensors").is_file():
+                raise ConfigError(f"--stage=prior trains a prior on the finished VQ-VAE of a run folder, and"
+                                  f" {self.out} holds none (no {RUN_NAME} or vqvae/); train stage 1 there first")
+            if self.is_main:  # a new stage 2: the previous prior's checkpoints are not this run's
+                shutil.rmtree(self.out / "checkpoints" / "prior", ignore_errors=True)
+        elif entries:
+            raise ConfigError(f"out_dir {self.out} is not empty (it holds {entries[:5]}): it belongs to another run."
+                              " Pass --resume to continue the run it holds, or choose a fresh out_dir")
+        if self.is_main:
+            write_json(run_file, {"config": cfg.to_dict()})
+
+    def _check_same_run(self, saved: TrainConfig, source: Path) -> None:
+        ours, theirs = self.config.to_dict(), saved.to_dict()
+        changed = sorted(k for k, v in theirs.items() if ours[k] != v and k not in RESUMABLE_CHANGES)
+        if changed:
+            raise ConfigError(f"cannot resume from {source}: the run's settings changed ({changed}); use a fresh"
+                              " out_dir or restore the settings")
 
     def _load_resume_point(self) -> None:
         if not self.config.resume:
             return
-        folder = self.checkpoints.latest()
-        if folder is None:
-            self.log(f"no complete checkpoint in {self.checkpoints.root}; starting from scratch")
-            return
-        files, state = self.checkpoints.load(folder)
-        saved = TrainConfig.from_dict(state["config"], source=str(folder))
-        changed = sorted(k for k, v in saved.to_dict().items() if self.config.to_dict()[k] != v
-                         and k not in RESUMABLE_CHANGES)
-        if changed:
-            raise ConfigError(f"cannot resume from {folder}: the run's settings changed ({changed}); use another"
-                              " out_dir or restore the settings")
-        self._resume_state, self._resume_files = state, files
+        stages = ("prior", "vqvae") if self.config.stage != "vqvae" else ("vqvae",)
+        for stage in stages:  # the later stage's checkpoint is the newer point of the run
+            folder = self.checkpoints[stage].latest()
+            if folder is not None:
+                files, state = self.checkpoints[stage].load(folder)
+                self._check_same_run(TrainConfig.from_dict(state["config"], source=str(folder)), folder)
+                self._resume_state, self._resume_files = state, files
+                return
+        self.log(f"no complete checkpoint in {self.out / 'checkpoints'}; starting from scratch")
 
-    def _resume_stage_done(self, stage: str) -> bool:
+    def _stage_done(self, stage: str) -> bool:
         state = self._resume_state
         done = state is not None and (state["stage"] != stage or state["epoch"] >= self._epochs(stage))
         return done and (self.out / stage / "model.safetensors").is_file()
@@ -392,22 +372,21 @@ class Trainer:
         return self.config.vqvae_epochs if stage == "vqvae" else self.config.prior_epochs
 
     def _training_codes(self, vqvae: VQVAE, images: Tensor) -> Tensor:
-        """The training set's codes, computed once and cached in ``codes.safetensors``."""
-        path = self.out / "codes.safetensors"
+        """The training set's codes, cached in ``codes.safetensors`` with the VQ-VAE weights they came from."""
+        path, key = self.out / CODES_NAME, fingerprint(vqvae)
         if path.is_file():
-            codes = read_safetensors(path)["codes"]
-            if len(codes) == len(images):
-                return codes.long()
-        codes = self._encode(vqvae, images)
+            try:
+                if read_metadata(path).get("vqvae") == key:
+                    codes = read_safetensors(path)["codes"]
+                    if len(codes) == len(images):
+                        return codes.long()
+                self.log(f"{path.name} was made by another VQ-VAE or dataset; encoding the training set again")
+            except (CheckpointFormatError, KeyError) as err:
+                self.log(f"{path.name} is unreadable ({err}); encoding the training set again")
+        codes = vqvae.eval().encode(images, batch_size=ENCODE_BATCH).cpu()
         if self.is_main:
-            write_safetensors(path, {"codes": codes.to(torch.int32)})
+            write_safetensors(path, {"codes": codes.to(torch.int32)}, metadata={"vqvae": key})
         return codes
-
-    def _encode(self, vqvae: VQVAE, images: Tensor, batch_size: int = 1000) -> Tensor:
-        vqvae.eval()
-        parts = [vqvae.encode(images[i:i + batch_size].to(self.device).float() / 255)
-                 for i in range(0, len(images), batch_size)]
-        return torch.cat(parts).cpu()
 
     def _progress(self, total: int, desc: str, initial: int) -> Any:
         if not (self.config.progress and self.is_main):
@@ -431,14 +410,11 @@ class Trainer:
                 if not (f'"stage": "{stage}"' in line and json.loads(line)["step"] > step)]
         atomic_write_bytes(path, "".join(f"{line}\n" for line in kept).encode())
 
-    def _save_grid(self, images: Tensor, name: str, nrow: int) -> None:
+    def _save_grid(self, images: Tensor, name: str, nrow: int = 8) -> None:
         from ..images import save_grid
 
         (self.out / "images").mkdir(exist_ok=True)
         save_grid(images.float().cpu().clamp(0, 1), self.out / "images" / name, nrow=nrow)
-
-    def _request_stop(self, signum: int, frame: object) -> None:
-        self._stop_requested = True  # finish the step, checkpoint, return normally
 
 
 def _floats(stats: dict[str, Any]) -> dict[str, float]:

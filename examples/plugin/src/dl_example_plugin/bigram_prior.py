@@ -21,7 +21,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from discrete_latents import BasePrior
-from discrete_latents.configs import PriorConfig
+from discrete_latents._configs import PriorConfig
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class BigramPriorConfig(PriorConfig):
     """Configuration of :class:`BigramPrior`.
 
     Inherits ``codebook_size``, ``grid_size``, ``num_classes`` and ``label_dropout`` from
-    :class:`discrete_latents.configs.PriorConfig`; like every config it is frozen, type-checked
+    :class:`discrete_latents._configs.PriorConfig`; like every config it is frozen, type-checked
     and saved as strict JSON.
     """
 

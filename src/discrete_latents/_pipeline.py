@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,33 +28,31 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .configs import COMPONENT_NAME
-from .errors import ConfigError, PluginLoadError, UnknownComponentError
-from .files import atomic_write_bytes, read_json, write_json
-from .hub import (
+from ._checks import NAME_PATTERN
+from ._configs import PriorConfig
+from ._files import read_json, save_folder, write_json
+from ._hub import (
+    COMMIT_MESSAGE,
     CONFIG_NAME,
     README_NAME,
+    SAMPLES_NAME,
     WEIGHTS_NAME,
-    HubMixin,
     PretrainedSource,
-    _library_version,
-    push_folder,
+    library_version,
     require_file,
     resolve,
 )
+from ._model_card import check_metadata, model_card
+from ._saving import push_saved
+from ._vqvae import VQVAE
+from .errors import ConfigError, PluginLoadError, UnknownComponentError
 from .images import grid_png
-from .model_card import SAMPLES_NAME, TAGS, check_metadata, pipeline_card
-from .priors import PRIORS, BasePrior
-from .validation import check_indices
-from .vqvae import VQVAE
+from .priors import PRIORS, BasePrior, build_prior
 
 PIPELINE_NAME = "pipeline.json"
-PIPELINE_FORMAT_VERSION = 1  # bump when pipeline.json changes meaning; add a migration below
-OLDEST_FORMAT_VERSION = 1  # the oldest index this release can read (after migrations)
-# version v -> function turning a version-v index into a version-(v + 1) one; applied in order.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+PIPELINE_FORMAT_VERSION = 1  # bump when pipeline.json changes meaning; a newer one is refused
 COMPONENTS = ("vqvae", "prior")
-VQVAE_KEY = "vqvae"  # the VQ-VAE is one class, not a registry; its key is fixed
+PIPELINE_FILES = (PIPELINE_NAME, README_NAME, SAMPLES_NAME, *COMPONENTS)
 _INDEX_KEYS = ("_class_name", "_version", "components", "library_version", "metadata")
 _ENTRY_KEYS = ("class_name", "registry_name")
 
@@ -101,27 +99,8 @@ def check_compatible(vqvae: object, prior: object) -> None:
                           f" {tuple(vqvae.grid_size)}; build the prior with grid_size={tuple(vqvae.grid_size)}")
 
 
-def registry_name_of(prior: BasePrior) -> str:
-    """The name under which ``PRIORS`` builds exactly this prior's class, or a clear error."""
-    cls = type(prior)
-    name = vars(cls).get("registry_name")  # set on the class itself by PRIORS.register; never inherited
-    if not isinstance(name, str):
-        raise UnknownComponentError(
-            f"prior: {cls.__qualname__} is not registered in PRIORS, so a saved pipeline could not name it; register"
-            " it with @PRIORS.register('my_prior') (or an entry point in 'discrete_latents.priors')")
-    try:
-        registered = PRIORS.get(name)
-    except (UnknownComponentError, PluginLoadError) as err:
-        raise UnknownComponentError(f"prior: {cls.__qualname__} names registry key {name!r}, which PRIORS cannot"
-                                    f" load: {err}") from err
-    if registered is not cls:
-        raise UnknownComponentError(f"prior: registry key {name!r} now builds {registered.__qualname__}, not"
-                                    f" {cls.__qualname__}; a saved pipeline would load the wrong class")
-    return name
-
-
-def parse_index(data: object, source: str) -> tuple[dict[str, type[HubMixin]], dict[str, Any]]:
-    """Validate a ``pipeline.json`` object; return the component classes and the metadata.
+def parse_index(data: object, source: str) -> tuple[type[BasePrior], dict[str, Any]]:
+    """Validate a ``pipeline.json`` object; return the prior's class and the metadata.
 
     Raises:
         ConfigError: malformed index, wrong class, a newer or unreadable format version, a
@@ -138,14 +117,8 @@ def parse_index(data: object, source: str) -> tuple[dict[str, type[HubMixin]], d
         raise ConfigError(f"{source}: _version must be a positive integer, got {version!r}")
     if version > PIPELINE_FORMAT_VERSION:
         raise ConfigError(f"{source}: written by a newer discrete_latents ({data.get('library_version', 'unknown')},"
-                          f" pipeline format {version}; this release, {_library_version()}, reads up to"
+                          f" pipeline format {version}; this release, {library_version()}, reads up to"
                           f" {PIPELINE_FORMAT_VERSION}); upgrade discrete_latents to load it")
-    if version < OLDEST_FORMAT_VERSION:
-        raise ConfigError(f"{source}: pipeline format {version} is older than this release reads"
-                          f" ({OLDEST_FORMAT_VERSION}); re-save it with the discrete_latents that wrote it")
-    while version < PIPELINE_FORMAT_VERSION:  # older formats are upgraded step by step, never guessed
-        data = MIGRATIONS[version](dict(data))
-        version += 1
     unknown = sorted(set(data) - set(_INDEX_KEYS))
     if unknown:
         hints = ", ".join(f"{k!r}{_did_you_mean(k, _INDEX_KEYS)}" for k in unknown)
@@ -159,7 +132,7 @@ def parse_index(data: object, source: str) -> tuple[dict[str, type[HubMixin]], d
         if name not in COMPONENTS:
             raise ConfigError(f"{source}: unknown component {name!r}{_did_you_mean(name, COMPONENTS)}; a VQVAEPipeline"
                               f" has exactly {list(COMPONENTS)}")
-    classes: dict[str, type[HubMixin]] = {}
+    prior_class: type[BasePrior] = BasePrior
     for name in COMPONENTS:
         if name not in components:
             raise ConfigError(f"{source}: component {name!r} is missing; a VQVAEPipeline needs {list(COMPONENTS)}")
@@ -169,14 +142,14 @@ def parse_index(data: object, source: str) -> tuple[dict[str, type[HubMixin]], d
             raise ConfigError(f"{source}: component {name!r} must be {{\"class_name\": str, \"registry_name\": str}},"
                               f" got {entry!r}")
         key = entry["registry_name"]
-        if not COMPONENT_NAME.match(key):
+        if not NAME_PATTERN.match(key):
             raise ConfigError(f"{source}: component {name!r}: {key!r} is not a registry name (lowercase letters,"
                               " digits, '_', '.', '-'); components are chosen by registered name, never by import path")
-        cls: type[HubMixin]
+        cls: type[Any]
         if name == "vqvae":
-            if key != VQVAE_KEY:
+            if key != VQVAE.registry_name:
                 raise UnknownComponentError(f"{source}: component 'vqvae': unknown registry name {key!r};"
-                                            f" the VQ-VAE's is {VQVAE_KEY!r}")
+                                            f" the VQ-VAE's is {VQVAE.registry_name!r}")
             cls = VQVAE
         else:
             try:
@@ -189,9 +162,10 @@ def parse_index(data: object, source: str) -> tuple[dict[str, type[HubMixin]], d
         if cls.__name__ != entry["class_name"]:
             raise ConfigError(f"{source}: component {name!r}: registry name {key!r} builds {cls.__name__}, but the"
                               f" folder was saved from {entry['class_name']}")
-        classes[name] = cls
+        if name == "prior":
+            prior_class = cls
     metadata = check_metadata(data.get("metadata"), source=f"{source}: metadata")
-    return classes, metadata
+    return prior_class, metadata
 
 
 class VQVAEPipeline:
@@ -211,7 +185,6 @@ class VQVAEPipeline:
     Example:
         >>> import torch
         >>> from discrete_latents import VQVAE, VQVAEConfig, CausalPrior, CausalPriorConfig
-        >>> from discrete_latents.pipeline import VQVAEPipeline
         >>> vqvae = VQVAE(VQVAEConfig(channels=(8, 16), quantizer_kwargs={"codebook_size": 16}))
         >>> prior = CausalPrior(CausalPriorConfig(codebook_size=16, grid_size=(7, 7), n_layer=1, n_head=2,
         ...                                       n_embd=16))
@@ -226,6 +199,21 @@ class VQVAEPipeline:
         self.prior = prior
         self.metadata = metadata  # type: ignore[assignment]  # validated by the setter
         self.pretrained_source: PretrainedSource | None = None
+
+    @classmethod
+    def from_preset(cls, name: str) -> VQVAEPipeline:
+        """An untrained VQ-VAE and prior from the presets of one name (``"mnist"``, ``"cifar10"``).
+
+        Example:
+            >>> VQVAEPipeline.from_preset("mnist").prior.grid_size
+            (7, 7)
+        """
+        from ._presets import PRIOR_PRESETS
+
+        vqvae = VQVAE.from_preset(name)
+        if name not in PRIOR_PRESETS:
+            raise ConfigError(f"unknown prior preset {name!r}; available: {sorted(PRIOR_PRESETS)}")
+        return cls(vqvae, build_prior(PRIOR_PRESETS[name]))
 
     # components ----------------------------------------------------------------------------------
     @property
@@ -306,17 +294,16 @@ class VQVAEPipeline:
         return self.generate(num_samples, **kwargs)
 
     @torch.no_grad()
-    def encode(self, images: Tensor) -> Tensor:
-        """Images (B, C, H, W) in [0, 1] -> code ids (B, h, w) int64; never updates the codebook.
+    def encode(self, images: Tensor, batch_size: int | None = None) -> Tensor:
+        """Images (B, C, H, W) in [0, 1] (or uint8) -> code ids (B, h, w) int64; never updates the codebook.
+
+        ``batch_size`` encodes a large set (a whole dataset) that many images at a time.
 
         Example:
             >>> codes = pipe.encode(torch.rand(2, 1, 28, 28))  # doctest: +SKIP
         """
-        # 1. Move the images to the VQ-VAE and quantize its encoder's output (eval: pure).
-        if isinstance(images, Tensor):
-            images = images.to(self.device)
         with _eval_mode(self.vqvae):
-            return self.vqvae.encode(images)
+            return self.vqvae.encode(images, batch_size=batch_size)
 
     @torch.no_grad()
     def decode(self, indices: Tensor) -> Tensor:
@@ -325,11 +312,8 @@ class VQVAEPipeline:
         Example:
             >>> images = pipe.decode(torch.zeros(2, 7, 7, dtype=torch.long))  # doctest: +SKIP
         """
-        # 1. Check the ids against the codebook and grid before any lookup.
-        indices = check_indices(indices, self.vqvae.codebook_size, self.vqvae.grid_size).to(self.device)
-        # 2. Look up the code vectors and run the decoder.
         with _eval_mode(self.vqvae):
-            return self.vqvae.decode_indices(indices)
+            return self.vqvae.decode(indices)
 
     @torch.no_grad()
     def reconstruct(self, images: Tensor) -> Tensor:
@@ -341,8 +325,12 @@ class VQVAEPipeline:
         # 1. Images -> codes -> images.
         return self.decode(self.encode(images))
 
-    def sample_grid_images(self, seed: int = 0, num_samples: int = 16) -> Tensor:
-        """The images a model card shows: seeded samples, one column per class for a conditional prior."""
+    def card_images(self, seed: int = 0, num_samples: int = 16) -> Tensor:
+        """Seeded samples for a model card (one column per class for a conditional prior).
+
+        Example:
+            >>> pipe.save_pretrained("mnist-pipeline", images=pipe.card_images())  # doctest: +SKIP
+        """
         classes = self.prior.num_classes
         if 0 < classes <= num_samples:
             num_samples = math.ceil(num_samples / classes) * classes
@@ -357,101 +345,89 @@ class VQVAEPipeline:
         return {
             "_class_name": type(self).__name__,
             "_version": PIPELINE_FORMAT_VERSION,
-            "library_version": _library_version(),
-            "components": {
-                "vqvae": {"class_name": "VQVAE", "registry_name": VQVAE_KEY},
-                "prior": {"class_name": type(self.prior).__name__, "registry_name": registry_name_of(self.prior)},
-            },
+            "library_version": library_version(),
+            "components": {name: {"class_name": type(module).__name__, "registry_name": module.registry_name}
+                           for name, module in self.components.items()},
             "metadata": self.metadata,
         }
 
-    def save_pretrained(self, save_directory: str | os.PathLike[str], *, sample_grid: bool | Tensor = False,
-                        repo_id: str | None = None, seed: int = 0) -> Path:
+    def save_pretrained(self, save_directory: str | os.PathLike[str], *, metadata: Mapping[str, Any] | None = None,
+                        images: Tensor | None = None, repo_id: str | None = None) -> Path:
         """Write the pipeline to a folder: ``pipeline.json``, ``vqvae/``, ``prior/``, ``README.md``.
 
-        Each file is written atomically and ``pipeline.json`` last, so a folder with an index
-        always has the components it names. Files of an earlier save are replaced.
+        The folder is replaced as a unit: a save that fails or is killed leaves the previous one
+        loadable, never a new VQ-VAE beside an old prior.
 
         Args:
-            save_directory: the folder (created if needed).
-            sample_grid: ``True`` generates a small seeded sample grid (16 images, or one column
-                per class) and saves it as ``samples.png`` for the model card; a tensor
-                (B, C, H, W) in [0, 1] is saved as given. Default ``False`` (fast).
+            save_directory: the folder (created if needed; it may hold only an earlier save).
+            metadata: shown in the model card and stored in ``pipeline.json``; default the
+                pipeline's own :attr:`metadata`.
+            images: (B, C, H, W) in [0, 1] saved as ``samples.png`` for the card, e.g.
+                :meth:`card_images`.
             repo_id: the Hub repo the card's usage snippet names.
-            seed: seed of the generated sample grid.
 
         Returns:
             The folder.
 
         Example:
-            >>> pipe.save_pretrained("mnist-pipeline", sample_grid=True)  # doctest: +SKIP
+            >>> pipe.save_pretrained("mnist-pipeline", images=pipe.card_images())  # doctest: +SKIP
             >>> VQVAEPipeline.from_pretrained("mnist-pipeline")  # doctest: +SKIP
         """
-        # 1. Check everything that can fail before writing: names, metadata, samples, card.
-        folder = Path(save_directory)
+        # 1. Check everything that can fail before writing: names, metadata, images, card.
         index = self._index()
-        samples = None
-        if isinstance(sample_grid, Tensor):
-            samples = sample_grid
-        elif sample_grid is True:
-            samples = self.sample_grid_images(seed=seed)
-        elif sample_grid is not False:
-            raise TypeError(f"sample_grid: expected True, False or an image tensor, got {sample_grid!r}")
+        if metadata is not None:
+            index["metadata"] = check_metadata(metadata)
         classes = self.prior.num_classes
-        nrow = classes if samples is not None and 0 < classes <= samples.shape[0] and sample_grid is True else None
-        png = grid_png(samples, nrow=nrow) if samples is not None else None  # checks a given tensor early
-        card = pipeline_card(self.vqvae, self.prior, index["components"]["prior"]["registry_name"],
-                             metadata=self.metadata, repo_id=repo_id, samples=SAMPLES_NAME if samples is not None
-                             else None, library_version=_library_version(),
-                             tags=list(HubMixin._hub_mixin_info.model_card_data.tags or TAGS))
-        # 2. Components, each in its own folder: config.json + model.safetensors.
-        folder.mkdir(parents=True, exist_ok=True)
-        for name, module in self.components.items():
-            (folder / name).mkdir(exist_ok=True)
-            module._save_pretrained(folder / name)  # type: ignore[operator]
-        # 3. The model card and the image it shows.
-        if png is not None:
-            atomic_write_bytes(folder / SAMPLES_NAME, png)
-        atomic_write_bytes(folder / README_NAME, card.encode("utf-8"))
-        # 4. The index last: it commits the save.
-        write_json(folder / PIPELINE_NAME, index)
-        return folder
+        nrow = classes if classes and isinstance(images, Tensor) and len(images) % classes == 0 else None
+        png = grid_png(images, nrow=nrow) if images is not None else None
+        components = {name: (module, index["components"][name]["registry_name"])
+                      for name, module in self.components.items()}
+        card = model_card(components, metadata=index["metadata"], repo_id=repo_id,
+                          samples=SAMPLES_NAME if png is not None else None)
 
-    def push_to_hub(self, repo_id: str, *, private: bool | None = False, token: str | None = None,
-                    commit_message: str = "Upload VQVAEPipeline with discrete_latents",
-                    commit_description: str | None = None, branch: str | None = None, create_pr: bool | None = None,
-                    sample_grid: bool | Tensor = False) -> Any:
+        # 2. Write a new folder beside the target and switch it in whole.
+        def write(folder: Path) -> None:
+            for name, module in self.components.items():
+                (folder / name).mkdir()
+                module.write_files(folder / name)  # type: ignore[operator]
+            if png is not None:
+                (folder / SAMPLES_NAME).write_bytes(png)
+            (folder / README_NAME).write_text(card, encoding="utf-8")
+            write_json(folder / PIPELINE_NAME, index)
+
+        return save_folder(save_directory, write, PIPELINE_FILES)
+
+    def push_to_hub(self, repo_id: str, *, metadata: Mapping[str, Any] | None = None, images: Tensor | None = None,
+                    private: bool | None = False, token: str | bool | None = None,
+                    commit_message: str = COMMIT_MESSAGE, commit_description: str | None = None,
+                    branch: str | None = None, create_pr: bool | None = None) -> Any:
         """Upload what :meth:`save_pretrained` writes to a Hub model repo, in one commit.
 
-        The repo is created if needed (``exist_ok``); the files are saved to a fresh temporary
-        folder and committed together, so a reader never sees half a pipeline.
-
         Args:
-            repo_id: ``"user/name"``.
+            repo_id: ``"user/name"`` (created if missing; an existing repo is reused).
+            metadata, images: as in :meth:`save_pretrained`.
             private: create the repo as private. Default False.
             token: a Hub token; default the logged-in one.
             commit_message, commit_description: of the commit.
             branch: branch to commit to (default ``main``).
             create_pr: open a pull request instead.
-            sample_grid: as in :meth:`save_pretrained`.
 
         Returns:
             The ``huggingface_hub.CommitInfo`` of the commit.
 
         Example:
-            >>> pipe.push_to_hub("me/mnist-vqvae", sample_grid=True)  # doctest: +SKIP
+            >>> pipe.push_to_hub("me/mnist-vqvae", images=pipe.card_images())  # doctest: +SKIP
         """
-        return push_folder(repo_id, lambda folder: self.save_pretrained(folder, sample_grid=sample_grid,
-                                                                        repo_id=repo_id),
-                           private=private, token=token, commit_message=commit_message,
-                           commit_description=commit_description, branch=branch, create_pr=create_pr)
+        return push_saved(self, repo_id, dict(metadata=metadata, images=images),
+                          dict(private=private, token=token, commit_message=commit_message,
+                               commit_description=commit_description, branch=branch, create_pr=create_pr))
 
     # loading -------------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike[str], *, revision: str | None = None,
                         cache_dir: str | os.PathLike[str] | None = None, local_files_only: bool = False,
-                        token: str | bool | None = None, force_download: bool = False, map_location: str = "cpu",
-                        check_finite: bool = True) -> VQVAEPipeline:
+                        token: str | bool | None = None, force_download: bool = False,
+                        map_location: str | torch.device = "cpu", check_finite: bool = True) -> VQVAEPipeline:
         """Load a pipeline saved by :meth:`save_pretrained`, from a folder or a Hub repo id.
 
         An existing local folder is read from disk. Anything else is a Hub repo id, validated
@@ -496,17 +472,16 @@ class VQVAEPipeline:
             raise ConfigError(f"{PIPELINE_NAME} not found in {folder}; it holds {CONFIG_NAME}, a single component:"
                               " load it with VQVAE.from_pretrained or PRIORS.get(name).from_pretrained")
         index_path = require_file(folder, PIPELINE_NAME)
-        classes, metadata = parse_index(read_json(index_path), str(index_path))
+        prior_class, metadata = parse_index(read_json(index_path), str(index_path))
         # 2. Every component folder must exist before any weights are read.
         for name in COMPONENTS:
             if not (folder / name).is_dir():
                 raise ConfigError(f"{index_path}: component {name!r}: its folder {name}/ is missing from {folder}")
         # 3. Load each component strictly, then check they fit together.
-        loaded = {name: classes[name]._load_folder(folder / name, check_finite=check_finite,
-                                                    map_location=map_location)
-                  for name in COMPONENTS}
+        vqvae = VQVAE.read_folder(folder / "vqvae", check_finite=check_finite, map_location=map_location)
+        prior = prior_class.read_folder(folder / "prior", check_finite=check_finite, map_location=map_location)
         try:
-            pipeline = cls(vqvae=loaded["vqvae"], prior=loaded["prior"], metadata=metadata)  # type: ignore[arg-type]
+            pipeline = cls(vqvae=vqvae, prior=prior, metadata=metadata)
         except (ConfigError, TypeError) as err:
             raise ConfigError(f"{folder}: the saved components do not fit together: {err}") from None
         pipeline.pretrained_source = source

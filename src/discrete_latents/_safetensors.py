@@ -10,7 +10,7 @@ pickle-based formats.
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
 import stat
 import struct
@@ -23,8 +23,8 @@ import safetensors.torch
 import torch
 from torch import Tensor, nn
 
-from .errors import CheckpointFormatError, NonFiniteError
-from .files import atomic_write_bytes
+from ._files import atomic_write_bytes, loads_json
+from .errors import CheckpointFormatError, ConfigError, NonFiniteError
 
 MAX_HEADER_BYTES = 25_000_000
 DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
@@ -52,19 +52,6 @@ def _listing(names: list[str]) -> str:
     if len(names) <= MAX_LISTED:
         return repr(names)
     return f"{names[:MAX_LISTED]!r} and {len(names) - MAX_LISTED} more"
-
-
-def _reject_duplicate_names(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate name {key!r}")  # two tensors of one name: which one is meant?
-        result[key] = value
-    return result
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
 
 
 def inspect_safetensors(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
@@ -113,17 +100,9 @@ def inspect_safetensors(path: str | os.PathLike[str]) -> dict[str, dict[str, Any
         raise CheckpointFormatError(f"{path}: truncated: expected at least {8 + header_len} bytes, found"
                                     f" {8 + len(raw)}")
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise CheckpointFormatError(f"{path}: the header is not UTF-8 text ({err.reason} at byte"
-                                    f" {8 + err.start}); not a safetensors file, or corrupted") from None
-    try:
-        header = json.loads(text, object_pairs_hook=_reject_duplicate_names, parse_constant=_reject_constant)
-    except RecursionError:
-        raise CheckpointFormatError(f"{path}: the header is nested too deeply") from None
-    except ValueError as err:  # json.JSONDecodeError, a duplicate name, an over-long integer
-        raise CheckpointFormatError(f"{path}: the header is not valid JSON ({err}); not a safetensors file,"
-                                    " or corrupted") from None
+        header = loads_json(raw, source=str(path), max_bytes=MAX_HEADER_BYTES)
+    except ConfigError as err:
+        raise CheckpointFormatError(f"{err}; not a safetensors file, or corrupted") from None
     if not isinstance(header, dict):
         raise CheckpointFormatError(f"{path}: the header must be a JSON object, got {type(header).__name__}")
     metadata = header.pop("__metadata__", {})
@@ -177,6 +156,25 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, Tensor]:
         return safetensors.torch.load_file(str(path), device="cpu")
     except Exception as err:  # safetensors raises its own SafetensorError
         raise CheckpointFormatError(f"{path}: cannot be read as safetensors ({err})") from None
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``__metadata__`` strings of a validated safetensors file (empty if it has none)."""
+    inspect_safetensors(path)
+    try:
+        with safetensors.safe_open(str(path), framework="pt", device="cpu") as handle:
+            return dict(handle.metadata() or {})
+    except Exception as err:
+        raise CheckpointFormatError(f"{path}: cannot be read as safetensors ({err})") from None
+
+
+def fingerprint(module: nn.Module) -> str:
+    """SHA-256 of a module's state (names, shapes, dtypes and bytes): equal exactly when the weights are."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
+        digest.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _read_tensors(path: str | os.PathLike[str], names: Mapping[str, str]) -> dict[str, Tensor]:
@@ -263,29 +261,15 @@ def save_module(module: nn.Module, path: str | os.PathLike[str]) -> None:
     write_safetensors(path, kept)
 
 
-def load_module(module: nn.Module, path: str | os.PathLike[str], *, strict: bool = True,
-                check_finite: bool = True) -> tuple[list[str], list[str]]:
-    """Load weights into ``module``, checking names, shapes, dtypes and finiteness first.
-
-    A ``module.`` or ``_orig_mod.`` prefix (DistributedDataParallel, ``torch.compile``) is removed
-    when every name in the file carries it. Names, shapes and dtypes are compared from the file's
-    header before any tensor is read; values are never cast to another dtype.
-
-    Args:
-        module: the model to fill.
-        path: a ``model.safetensors`` file.
-        strict: raise on missing or unexpected names; with ``False`` they are returned instead.
-            Shapes and dtypes must match either way.
-        check_finite: raise :class:`NonFiniteError` on NaN/inf weights.
+def match_header(module: nn.Module, header: Mapping[str, Any], path: str | os.PathLike[str]) -> dict[str, str]:
+    """Check a file's tensor names, shapes and dtypes (its header) against ``module`` (also on the meta device).
 
     Returns:
-        (missing, unexpected) sorted key lists (empty when ``strict``).
+        ``{name in the module: name in the file}`` for every tensor to read.
 
     Raises:
-        CheckpointFormatError: listing every mismatch; the module is left unchanged.
-        NonFiniteError: NaN or infinite weights (with ``check_finite``); the module is left unchanged.
+        CheckpointFormatError: listing every missing, unexpected or mismatched tensor.
     """
-    header = inspect_safetensors(path)
     in_file = _strip_names(header)
     expected = module.state_dict()
     aliases = _alias_groups(expected)
@@ -293,7 +277,7 @@ def load_module(module: nn.Module, path: str | os.PathLike[str], *, strict: bool
     missing = sorted(n for n in expected if not any(a in in_file for a in aliases.get(n, [n])))
     unexpected = sorted(set(in_file) - set(expected))
     problems = []
-    if strict and (missing or unexpected):
+    if missing or unexpected:
         problem = f"missing keys {_listing(missing)}, unexpected keys {_listing(unexpected)}"
         for prefix in WRAPPER_PREFIXES:
             carrying = sum(key.startswith(prefix) for key in in_file)
@@ -312,11 +296,25 @@ def load_module(module: nn.Module, path: str | os.PathLike[str], *, strict: bool
                             f" {want.dtype}; convert the file explicitly, it is never cast on load")
     if problems:
         raise CheckpointFormatError(f"{path}: does not match the model: " + "; ".join(problems))
-    tensors = _read_tensors(path, {name: in_file[name] for name in expected if name in in_file})
+    return {name: in_file[name] for name in expected if name in in_file}
+
+
+def load_module(module: nn.Module, path: str | os.PathLike[str], *, check_finite: bool = True) -> None:
+    """Load weights into ``module`` strictly, checking names, shapes, dtypes and finiteness first.
+
+    A ``module.`` or ``_orig_mod.`` prefix (DistributedDataParallel, ``torch.compile``) is removed
+    when every name in the file carries it. Names, shapes and dtypes are compared from the file's
+    header before any tensor is read; values are never cast to another dtype.
+
+    Raises:
+        CheckpointFormatError: listing every mismatch; the module is left unchanged.
+        NonFiniteError: NaN or infinite weights (with ``check_finite``); the module is left unchanged.
+    """
+    names = match_header(module, inspect_safetensors(path), path)
+    tensors = _read_tensors(path, names)
     if check_finite:
         bad = [n for n, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
         if bad:
             raise NonFiniteError(f"{path}: NaN or infinite values in {_listing(bad)} (pass check_finite=False to"
                                  " load anyway)")
     module.load_state_dict(tensors, strict=False)
-    return ([], []) if strict else (missing, unexpected)

@@ -1,16 +1,22 @@
-"""Crash-safe file writes and strict JSON reads.
+"""Crash-safe file and folder writes, and the one strict JSON reader.
 
-A write goes to a temporary sibling, is flushed to disk, then renamed over the final name, so a
-crash leaves either the previous file or the new one, never half of either.
+A file write goes to a temporary sibling, is flushed to disk, then renamed over the final name;
+a folder save (:func:`save_folder`) is written whole beside its target and switched in with one
+rename. A crash leaves either the previous file or folder or the new one, never half of either.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
 import os
+import shutil
 import stat
+import sys
+import tempfile
 import uuid
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +54,90 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_directory(path.parent)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux ``renameat2(RENAME_EXCHANGE)``); False if unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):  # a libc without it (glibc < 2.28, musl)
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (38, 22, 95):  # ENOSYS, EINVAL, EOPNOTSUPP: the kernel or file system cannot exchange
+        return False
+    raise OSError(error, os.strerror(error), str(a))
+
+
+def _switch(staging: Path, target: Path) -> None:
+    """Put the complete folder ``staging`` at ``target``; afterwards ``staging`` holds the old one, if any."""
+    if not target.exists():
+        os.rename(staging, target)
+    elif not _exchange(staging, target):
+        # Two renames: a crash between them leaves the previous save beside the target, under
+        # a name that says so, never a mixed folder.
+        backup = target.with_name(f".{target.name}.previous-{uuid.uuid4().hex[:8]}")
+        os.rename(target, backup)
+        try:
+            os.rename(staging, target)
+        except BaseException:
+            os.rename(backup, target)
+            raise
+        os.rename(backup, staging)
+    fsync_directory(target.parent)
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in sorted(root.rglob("*"), reverse=True):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+        else:
+            fsync_directory(path)
+    fsync_directory(root)
+
+
+def save_folder(target: str | os.PathLike[str], write: Callable[[Path], object],
+                written_names: Collection[str]) -> Path:
+    """Save a folder as a unit: ``write(staging)`` fills a new sibling folder, which then replaces ``target``.
+
+    A save that fails or is killed at any point leaves the previous folder as it was (and no
+    half-written one at ``target``). A folder holding files that no save writes is refused
+    rather than replaced, so that nothing of the user's is ever deleted.
+
+    Args:
+        target: the folder to create or replace.
+        write: fills the (empty) folder it is given.
+        written_names: top-level names a save may leave in ``target``; anything else there is refused.
+
+    Returns:
+        ``target`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        NotADirectoryError: ``target`` is a file.
+        FileExistsError: ``target`` holds files no save writes (they are listed).
+    """
+    target = Path(target)
+    if target.exists() and not target.is_dir():
+        raise NotADirectoryError(f"{target} is a file; pass a folder to save into")
+    if target.is_dir():
+        foreign = sorted(p.name for p in target.iterdir() if p.name not in written_names)
+        if foreign:
+            raise FileExistsError(f"{target} holds files that no save writes ({foreign[:10]}); save into a new or"
+                                  " empty folder, or move them away first (a save replaces the whole folder)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
+    try:
+        write(staging)
+        _fsync_tree(staging)
+        _switch(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # the failed new save, or the replaced old one
+    return target
 
 
 def dumps_json(obj: Any) -> str:
@@ -92,7 +182,7 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def loads_json(text: str | bytes, source: str = "<string>") -> Any:
+def loads_json(text: str | bytes, source: str = "<string>", max_bytes: int = MAX_JSON_BYTES) -> Any:
     """Parse JSON strictly: no duplicate keys, no NaN/Infinity, bounded size and depth.
 
     Policy on a byte-order mark: a leading UTF-8 BOM (written by some Windows editors) is accepted
@@ -103,8 +193,8 @@ def loads_json(text: str | bytes, source: str = "<string>") -> Any:
     """
     if not isinstance(text, (str, bytes, bytearray)):
         raise ConfigError(f"{source}: expected JSON text, got {type(text).__name__}")
-    if len(text) > MAX_JSON_BYTES:
-        raise ConfigError(f"{source}: {len(text)} bytes is over the {MAX_JSON_BYTES}-byte limit for a config")
+    if len(text) > max_bytes:
+        raise ConfigError(f"{source}: {len(text)} bytes is over the {max_bytes}-byte limit")
     if isinstance(text, (bytes, bytearray)):
         try:
             # utf-8-sig: a byte-order mark written by some Windows editors is accepted and dropped.
@@ -145,7 +235,3 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     except IsADirectoryError:
         raise ConfigError(f"{path} is a directory, expected a JSON file") from None
     return loads_json(data, source=str(path))
-
-
-def is_finite_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import Downsample, ResBlock
-from .registry import ENCODERS
+from ._layers import Downsample, ResBlock
+from ._registry import ENCODERS
 
 
 @ENCODERS.register("conv")

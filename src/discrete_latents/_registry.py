@@ -17,17 +17,16 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import os
-import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from importlib import metadata
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
+from ._checks import NAME_PATTERN
 from .errors import PluginConflictError, PluginLoadError, UnknownComponentError
 
 T = TypeVar("T", bound=type)
-NAME_PATTERN = re.compile(r"^[a-z0-9_][a-z0-9_.-]{0,63}$")
 DISABLE_ENV = "DISCRETE_LATENTS_DISABLE_PLUGINS"
 
 
@@ -76,7 +75,6 @@ class Registry(Generic[T]):
             raise ValueError(f"{self.kind} name {name!r} is already taken by {self._classes[name].__qualname__};"
                              " pass override=True to replace it")
         self._classes[name] = cls
-        cls.registry_name = name  # type: ignore[attr-defined]  # lets a model save which name built it
 
     def _check_class(self, name: str, cls: Any) -> None:
         base = f"{self.base.__module__}.{self.base.__qualname__}"
@@ -134,6 +132,19 @@ class Registry(Generic[T]):
                    if plugins_disabled() else "")
             raise UnknownComponentError(f"unknown {self.kind[:-1]} {name!r}{hint}; known {self.kind}: {known}{off}")
         return self._load(name, entry)
+
+    def name_of(self, cls: type) -> str:
+        """The first name ``cls`` itself was registered under (aliases added later do not change it).
+
+        Raises:
+            UnknownComponentError: ``cls`` is not registered (a subclass of a registered class is not).
+        """
+        for name, registered in self._classes.items():  # dicts keep insertion order
+            if registered is cls:
+                return name
+        raise UnknownComponentError(
+            f"{cls.__qualname__} is not registered in {self.kind.upper()}, so a saved model could not name it;"
+            f" register it with @{self.kind.upper()}.register('my_name') (or an entry point in {self.group!r})")
 
     def create(self, name: str, **kwargs: Any) -> Any:
         """Instantiate the component ``name`` with ``kwargs``."""
@@ -199,7 +210,6 @@ class Registry(Generic[T]):
         if name in self._classes and self._classes[name] is not cls:  # registered itself under the name on import
             raise PluginConflictError(f"{self.kind[:-1]} {name!r} registered twice while loading {entry.value!r}")
         self._classes[name] = cls
-        cls.registry_name = name
         return cls
 
     def failed_plugins(self) -> dict[str, BaseException]:

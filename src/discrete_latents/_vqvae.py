@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import difflib
 import inspect
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
 
-from .configs import VQVAEConfig
-from .errors import ConfigError
-from .hub import HubMixin
-from .outputs import VQVAEOutput
+from ._configs import VQVAEConfig
+from ._outputs import VQVAEOutput
 from .quantizers import QUANTIZERS, BaseQuantizer
-from .registry import DECODERS, ENCODERS
-from .validation import check_images, check_indices
+from ._registry import DECODERS, ENCODERS
+from ._checks import check_images, check_indices, check_positive_int
+from ._saving import PretrainedModel
+from .errors import ConfigError
 
 
-class VQVAE(nn.Module, HubMixin):
+class VQVAE(nn.Module, PretrainedModel):
     """Vector-quantised variational autoencoder (van den Oord et al. 2017, arXiv 1711.00937).
 
     Images are float tensors in [0, 1], (B, C, H, W); they are mapped to [-1, 1] inside.
@@ -35,6 +36,8 @@ class VQVAE(nn.Module, HubMixin):
     """
 
     config_class = VQVAEConfig
+    card_key = "vqvae"
+    registry_name = "vqvae"  # type: ignore[assignment]  # one class, not a registry: its name is fixed
 
     def __init__(self, config: VQVAEConfig | None = None) -> None:
         super().__init__()
@@ -57,7 +60,7 @@ class VQVAE(nn.Module, HubMixin):
     @classmethod
     def from_preset(cls, name: str, **overrides: object) -> VQVAE:
         """Build an untrained model from a named preset (``"mnist"``, ``"cifar10"``), fields overridable."""
-        from .presets import vqvae_preset
+        from ._presets import vqvae_preset
 
         return cls(vqvae_preset(name).replace(**overrides))
 
@@ -102,9 +105,26 @@ class VQVAE(nn.Module, HubMixin):
         return images + (images.clamp(0, 1) - images).detach()
 
     @torch.no_grad()
-    def encode(self, images: Tensor) -> Tensor:
-        """(B, C, H, W) images in [0, 1] -> (B, h, w) int64 code ids; never updates statistics."""
-        z = self.encoder(self._check(images) * 2 - 1)
+    def encode(self, images: Tensor, batch_size: int | None = None) -> Tensor:
+        """Images (B, C, H, W) -> (B, h, w) int64 code ids; never updates statistics.
+
+        Args:
+            images: floats in [0, 1], or uint8 in [0, 255] (read as x / 255), on any device;
+                each batch is moved to the model's device.
+            batch_size: encode this many images at a time (bounded memory for a whole dataset);
+                ``None`` encodes all at once.
+
+        Returns:
+            The codes, on the model's device.
+        """
+        if batch_size is not None:
+            check_positive_int(batch_size, "batch_size")
+            if isinstance(images, Tensor) and images.ndim >= 1 and len(images) > batch_size:
+                return torch.cat([self.encode(part) for part in images.split(batch_size)])
+        if isinstance(images, Tensor) and images.dtype == torch.uint8:
+            images = images.float() / 255
+        device = next(self.parameters()).device
+        z = self.encoder(self._check(images.to(device) if isinstance(images, Tensor) else images) * 2 - 1)
         was_training = self.quantizer.training
         self.quantizer.eval()  # encoding is pure: no EMA update, no restarts
         try:
@@ -113,25 +133,21 @@ class VQVAE(nn.Module, HubMixin):
             self.quantizer.train(was_training)
 
     @torch.no_grad()
-    def decode_indices(self, indices: Tensor) -> Tensor:
+    def decode(self, indices: Tensor) -> Tensor:
         """(B, h, w) code ids -> (B, C, H, W) images clamped to [0, 1]."""
         indices = check_indices(indices, self.codebook_size, self.grid_size, trailing=self.quantizer.index_shape)
-        codes = self.quantizer.indices_to_codes(indices)
+        codes = self.quantizer.indices_to_codes(indices.to(next(self.parameters()).device))
         return self._to_images(self.decoder(codes))
 
     @torch.no_grad()
     def reconstruct(self, images: Tensor) -> Tensor:
         """Encode then decode: (B, C, H, W) in [0, 1] -> the same shape, clamped to [0, 1]."""
-        return self.decode_indices(self.encode(images))
+        return self.decode(self.encode(images))
 
 
 def _suggest_kwargs(config: VQVAEConfig) -> str:
     """A "did you mean" for misspelled quantizer_kwargs, from the quantizer's signature."""
-    accepted: set[str] = set()
-    for cls in QUANTIZERS.get(config.quantizer).__mro__:
-        if "__init__" in vars(cls):
-            init = vars(cls)["__init__"]
-            accepted |= set(inspect.signature(init).parameters) - {"self", "dim", "args", "kwargs", "health"}
+    accepted = sorted(set(inspect.signature(QUANTIZERS.get(config.quantizer)).parameters) - {"self", "dim"})
     hints = [f"{key!r} -> {close[0]!r}" for key in config.quantizer_kwargs if key not in accepted
-             for close in [difflib.get_close_matches(key, sorted(accepted), n=1)] if close]
+             for close in [difflib.get_close_matches(key, accepted, n=1)] if close]
     return f" (did you mean {', '.join(hints)}?)" if hints else ""

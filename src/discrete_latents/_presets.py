@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .configs import CausalPriorConfig, Config, PixelCNNPriorConfig, VQVAEConfig
+from ._configs import CausalPriorConfig, Config, PixelCNNPriorConfig, VQVAEConfig
 from .errors import ConfigError
 
 # Codebook health for the seed's K = 100: k-means start, EMA codes, and restarts of codes used

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import ResBlock, Upsample
-from .registry import DECODERS
+from ._layers import ResBlock, Upsample
+from ._registry import DECODERS
 
 
 @DECODERS.register("conv")

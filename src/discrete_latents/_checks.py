@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from .errors import NonFiniteError
+
+# Registry keys and bundled pipeline names: never an import path such as "pkg.mod:Cls".
+NAME_PATTERN = re.compile(r"^[a-z0-9_][a-z0-9_.-]{0,63}$")
 
 
 def check_images(images: object, channels: int, size: int | None = None, name: str = "images") -> Tensor:
@@ -87,3 +92,30 @@ def check_positive_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name}: expected a positive integer, got {value!r}")
     return value
+
+
+def check_int(name: str, value: object, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
+    return value
+
+
+def check_float(name: str, value: object, low: float, high: float, high_open: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not (low <= value <= high) or (high_open and value == high):  # type: ignore[operator]
+        bound = f"[{low}, {high})" if high_open else f"[{low}, {high}]"
+        raise ValueError(f"{name}: expected a number in {bound}, got {value!r}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}: expected True or False, got {value!r}")
+    return value
+
+
+def check_choice(name: str, value: object, choices: object) -> str:
+    options = sorted(choices)  # type: ignore[call-overload]
+    if value not in options:
+        raise ValueError(f"{name}: expected one of {options}, got {value!r}")
+    return value  # type: ignore[return-value]

@@ -1,7 +1,7 @@
 """Pipelines shipped inside the package, found without any network access.
 
 Each lives in ``discrete_latents/pretrained/<name>/`` as a saved
-:class:`~discrete_latents.pipeline.VQVAEPipeline` folder (``pipeline.json``, ``vqvae/``,
+:class:`~discrete_latents._pipeline.VQVAEPipeline` folder (``pipeline.json``, ``vqvae/``,
 ``prior/``, ``README.md``), so it loads like any other folder::
 
     from discrete_latents import VQVAEPipeline, pretrained_path
@@ -10,10 +10,10 @@ Each lives in ``discrete_latents/pretrained/<name>/`` as a saved
 
 from __future__ import annotations
 
-import re
 from importlib import resources
 from pathlib import Path
 
+from ._checks import NAME_PATTERN
 from .errors import UnknownComponentError
 
 PACKAGE = "discrete_latents"
@@ -23,7 +23,6 @@ INDEX = "pipeline.json"  # the pipeline index; a folder without it is not a usab
 KNOWN: dict[str, str] = {
     "mnist": "the `mnist` preset: EMA VQ-VAE (100 codes, 7x7 grid) + class-conditional causal transformer prior",
 }
-_NAME = re.compile(r"^[a-z0-9_][a-z0-9_.-]{0,63}$")
 
 
 def _root() -> Path:
@@ -44,7 +43,7 @@ def available_pretrained() -> list[str]:
     root = _root()
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if _NAME.match(p.name) and (p / INDEX).is_file())
+    return sorted(p.name for p in root.iterdir() if NAME_PATTERN.match(p.name) and (p / INDEX).is_file())
 
 
 def pretrained_path(name: str) -> Path:
@@ -55,18 +54,18 @@ def pretrained_path(name: str) -> Path:
 
     Returns:
         A :class:`pathlib.Path` inside the installed package, to pass to
-        :meth:`VQVAEPipeline.from_pretrained <discrete_latents.pipeline.VQVAEPipeline.from_pretrained>`.
+        :meth:`VQVAEPipeline.from_pretrained <discrete_latents._pipeline.VQVAEPipeline.from_pretrained>`.
 
     Raises:
         UnknownComponentError: an unknown name, or a known one whose files are missing from this
             installation (no ``pipeline.json``); the message lists the available names.
 
     Example:
-        >>> from discrete_latents.pipeline import VQVAEPipeline
+        >>> from discrete_latents._pipeline import VQVAEPipeline
         >>> pipe = VQVAEPipeline.from_pretrained(pretrained_path("mnist"))  # doctest: +SKIP
     """
     available = available_pretrained()
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise UnknownComponentError(f"unknown pretrained pipeline {name!r}; available: {available}")
     folder = _root() / name
     if (folder / INDEX).is_file():

@@ -15,18 +15,17 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from ._checks import NAME_PATTERN
+from ._files import read_json, write_json
 from .errors import ConfigError
-from .files import read_json, write_json
 
 FORMAT_VERSION = 1  # bump when a saved config changes meaning; older files are migrated in from_dict
-COMPONENT_NAME = re.compile(r"^[a-z0-9_][a-z0-9_.-]{0,63}$")  # registry keys, never "pkg.mod:Cls"
 
 C = TypeVar("C", bound="Config")
 
@@ -231,7 +230,7 @@ class Config:
 
 def check_component_name(config: Config, name: str) -> None:
     value = getattr(config, name)
-    if not COMPONENT_NAME.match(value):
+    if not NAME_PATTERN.match(value):
         raise ConfigError(
             f"{type(config).__name__}.{name}: {value!r} is not a registry name (lowercase letters, digits,"
             " '_', '.', '-'); components are chosen by registered name, never by import path"
@@ -271,27 +270,9 @@ class VQVAEConfig(Config):
         self._require(self.latent_dim >= 1, "latent_dim", ">= 1")
         for name in ("encoder", "decoder", "quantizer"):
             check_component_name(self, name)
-        self._validate_quantizer_kwargs()
-
-    def _validate_quantizer_kwargs(self) -> None:
-        # The keys below mean the same for every quantizer (codebook_size is part of the
-        # BaseQuantizer contract), so they are checked here, where a bad value names the config
-        # field, instead of failing deep inside the quantizer's constructor.
-        kwargs, where = self.quantizer_kwargs, "VQVAEConfig.quantizer_kwargs"
-        if "dim" in kwargs:
-            raise ConfigError(f"{where}: 'dim' is set by latent_dim = {self.latent_dim}; remove it from the kwargs")
-        if "codebook_size" in kwargs:
-            size = kwargs["codebook_size"]
-            if isinstance(size, bool) or not isinstance(size, int) or size < 2:
-                raise ConfigError(f"{where}.codebook_size: expected an integer >= 2, got {size!r}")
-        if "beta" in kwargs:
-            beta = kwargs["beta"]
-            if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
-                raise ConfigError(f"{where}.beta: expected a finite number >= 0, got {beta!r}")
-        if "decay" in kwargs:
-            decay = kwargs["decay"]
-            if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay < 1:
-                raise ConfigError(f"{where}.decay: expected a number in [0, 1), got {decay!r}")
+        # Every other quantizer option is checked by the quantizer's constructor, where it is defined.
+        self._require("dim" not in self.quantizer_kwargs, "quantizer_kwargs",
+                      f"no 'dim' (it is set by latent_dim = {self.latent_dim})")
 
     @property
     def grid_size(self) -> tuple[int, int]:
