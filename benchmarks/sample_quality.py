@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from discrete_latents import VQVAEPipeline, pretrained_path
-from discrete_latents.datasets import load_mnist
 from discrete_latents._safetensors import read_safetensors, write_safetensors
+from discrete_latents.datasets import load_mnist
 
 
 class Classifier(nn.Module):

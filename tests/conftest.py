@@ -10,12 +10,14 @@ import huggingface_hub
 import numpy as np
 import pytest
 import torch
+from huggingface_hub import CommitInfo, HfApi, RepoUrl
 from PIL import Image
 
 from discrete_latents import DECODERS, ENCODERS, PRIORS, QUANTIZERS, CausalPriorConfig, VQVAEConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"  # the real files, where this checkout has them
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 @pytest.fixture(autouse=True)
@@ -100,3 +102,35 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
     """HF_HUB_OFFLINE=1, as if set before the process started (huggingface_hub reads it at import)."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+
+
+class Pushes:
+    """Records the create_repo / create_commit calls of HfApi (the upload itself) instead of sending them."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.oid = COMMIT  # the commit every recorded push answers with
+        self.repos: list[dict] = []
+        self.commits: list[dict] = []
+
+        def create_repo(api, repo_id, **kwargs):
+            self.repos.append({"repo_id": repo_id, **kwargs})
+            return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+        def create_commit(api, repo_id, operations, **kwargs):
+            files = {op.path_in_repo: Path(op.path_or_fileobj).read_bytes() for op in operations}
+            self.commits.append({"repo_id": repo_id, "files": files, **kwargs})
+            return CommitInfo(commit_url=f"https://huggingface.co/{repo_id}/commit/{COMMIT}",
+                              commit_message=kwargs["commit_message"], commit_description="", oid=COMMIT)
+
+        def upload_folder(api, *args, **kwargs):
+            raise AssertionError("upload_folder may split a push into several commits; create_commit expected")
+
+        monkeypatch.setattr(HfApi, "create_repo", create_repo)
+        monkeypatch.setattr(HfApi, "create_commit", create_commit)
+        monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+
+
+@pytest.fixture
+def pushes(monkeypatch: pytest.MonkeyPatch) -> Pushes:
+    """Every upload through HfApi is recorded here instead of being sent."""
+    return Pushes(monkeypatch)

@@ -4,6 +4,7 @@ and CK-16 (temporaries on the target's filesystem)."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -74,13 +75,15 @@ def test_ck09_newer_checkpoint_format_asks_for_an_upgrade(tmp_path: Path, monkey
 def test_ck09_newer_format_refuses_a_resume(settings: Settings, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "run"
-    manager = CheckpointManager(out / "checkpoints")
+    config = TrainConfig(**settings(out, stage="vqvae", vqvae_epochs=1, resume=True))  # type: ignore[arg-type]
+    manager = CheckpointManager(out / "checkpoints" / "vqvae")
     monkeypatch.setattr(checkpoint, "FORMAT_VERSION", checkpoint.FORMAT_VERSION + 1)
     manager.save(1, {"model": {"w": torch.zeros(1)}}, {"step": 1})
     monkeypatch.setattr(checkpoint, "FORMAT_VERSION", checkpoint.FORMAT_VERSION - 1)
     assert checkpoint.FORMAT_VERSION == 1
+    (out / "run.json").write_text(json.dumps({"config": config.to_dict()}))  # the run this folder belongs to
     with pytest.raises(ConfigError, match="upgrade discrete_latents"):
-        Trainer(TrainConfig(**settings(out, stage="vqvae", vqvae_epochs=1, resume=True))).fit()  # type: ignore[arg-type]
+        Trainer(config).fit()
 
 
 def _no_training(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from discrete_latents import VQVAE, CausalPrior, VQVAEPipeline
+from discrete_latents import VQVAE, CausalPrior, VQVAEPipeline, pretrained_path
 from discrete_latents.cli import main
 from discrete_latents.cli._args import build_config
 from discrete_latents.errors import ConfigError
@@ -100,28 +102,38 @@ def test_console_script_is_installed_and_prints_help() -> None:
     assert all(command in result.stdout for command in ("train", "sample", "reconstruct", "evaluate", "push"))
 
 
-MNIST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
-
-
-@pytest.mark.skipif(not MNIST.is_dir(), reason="the real MNIST files are not next to this checkout")
-def test_evaluate_and_reconstruct_on_real_mnist(tiny_pipeline: Path, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["evaluate", "--pipeline", str(tiny_pipeline), "--data-dir", str(MNIST), "--limit", "200"]) == 0
-    table = capsys.readouterr().out
-    assert "psnr" in table and "nll_bits_per_image" in table
+def test_evaluate_and_reconstruct_on_a_folder_of_real_images(tiny_pipeline: Path, digit_folder: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    common = ["--pipeline", str(tiny_pipeline), "--dataset", "folder", "--data-dir", str(digit_folder)]
+    assert main(["evaluate", *common, "--limit", "20"]) == 0
+    table = dict(line.split() for line in capsys.readouterr().out.splitlines() if not line.startswith("-"))
+    pipe = VQVAEPipeline.from_pretrained(tiny_pipeline)
+    files = sorted((digit_folder / "test").glob("*.png"))[:20]
+    images = torch.stack([torch.from_numpy(np.array(Image.open(p))) for p in files])
+    images = images[:, None].float() / 255
+    mse = float(((pipe.reconstruct(images) - images) ** 2).mean())
+    assert float(table["mse"]) == pytest.approx(mse, abs=5e-5)  # printed to 4 decimals: these 20 images, no others
+    assert float(table["nll_bits_per_image"]) > 0
     out = tmp_path / "recon.png"
-    assert main(["reconstruct", "--pipeline", str(tiny_pipeline), "--data-dir", str(MNIST), "--num", "8",
-                 "--out", str(out)]) == 0
-    assert Image.open(out).size == (8 * 28 + 9 * 2, 2 * 28 + 3 * 2)
+    assert main(["reconstruct", *common, "--num", "8", "--out", str(out)]) == 0
+    grid = np.array(Image.open(out))
+    assert grid.shape[:2] == (2 * 28 + 3 * 2, 8 * 28 + 9 * 2)
+    assert np.array_equal(grid[2:30, 2:30].reshape(28, 28, -1)[..., 0], (images[0, 0] * 255).round().byte().numpy())
 
 
-def test_push_uploads_the_saved_folder(tiny_pipeline: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pushed: dict[str, object] = {}
+def test_push_uploads_the_folder_byte_for_byte_in_one_commit(pushes, tmp_path: Path) -> None:
+    folder = tmp_path / "bundled"
+    shutil.copytree(pretrained_path("mnist"), folder)  # with the samples.png its card shows
+    assert main(["push", str(folder), "user/mnist", "--private"]) == 0
+    (commit,) = pushes.commits
+    on_disk = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert "samples.png" in on_disk and commit["files"] == on_disk
+    assert pushes.repos[0]["private"] is True and commit["commit_message"] == "Upload with discrete_latents"
 
-    def fake_push(self: VQVAEPipeline, repo_id: str, **kwargs: object) -> str:
-        pushed.update(repo_id=repo_id, **kwargs)
-        return f"https://huggingface.co/{repo_id}/commit/0"
 
-    monkeypatch.setattr(VQVAEPipeline, "push_to_hub", fake_push)
-    assert main(["push", str(tiny_pipeline), "user/tiny", "--private"]) == 0
-    assert pushed["repo_id"] == "user/tiny" and pushed["private"] is True
+def test_push_refuses_a_folder_that_does_not_load(pushes, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "broken"
+    shutil.copytree(pretrained_path("mnist"), folder)
+    (folder / "prior" / "model.safetensors").write_bytes(b"not weights")
+    assert main(["push", str(folder), "user/mnist"]) == 2
+    assert "model.safetensors" in capsys.readouterr().err and pushes.repos == [] and pushes.commits == []

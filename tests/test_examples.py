@@ -115,7 +115,7 @@ TRAIN_AND_SAVE = """
     vqvae = VQVAE(VQVAEConfig(channels=(8, 16), latent_dim=8, quantizer="lfq_sign", quantizer_kwargs={"bits": 4}))
     assert type(vqvae.quantizer).__name__ == "SignQuantizer" and vqvae.codebook_size == 16
     Bigram = PRIORS.get("bigram")
-    assert Bigram.__name__ == "BigramPrior" and Bigram.registry_name == "bigram"
+    assert Bigram.__name__ == "BigramPrior" and PRIORS.name_of(Bigram) == "bigram"
     prior = Bigram(Bigram.config_class(codebook_size=16, grid_size=(7, 7), num_classes=10))
 
     # One training step of both stages.

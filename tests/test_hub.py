@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from huggingface_hub import CommitInfo, HfApi, ModelCard, RepoUrl, scan_cache_dir
+from huggingface_hub import ModelCard, scan_cache_dir
 from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
 from discrete_latents import PRIORS, VQVAE, CausalPrior, VQVAEConfig
-from discrete_latents.errors import CheckpointFormatError, ConfigError
 from discrete_latents._hub import PretrainedSource, resolve
 from discrete_latents._pipeline import VQVAEPipeline
+from discrete_latents.errors import CheckpointFormatError, ConfigError
 
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"  # what the pushes fixture answers
 OTHER_COMMIT = "fedcba9876543210fedcba9876543210fedcba98"
 SMALL = {"n_layer": 2, "n_head": 2, "n_embd": 16, "hidden_channels": 16, "kernel_size": 3}
 
@@ -71,31 +71,6 @@ def assert_same_module(a: torch.nn.Module, b: torch.nn.Module) -> None:
 
 def files_under(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-class Pushes:
-    """Records create_repo / create_commit calls made through HfApi instead of sending them."""
-
-    def __init__(self, monkeypatch) -> None:
-        self.repos: list[dict] = []
-        self.commits: list[dict] = []
-
-        def create_repo(api, repo_id, **kwargs):
-            self.repos.append({"repo_id": repo_id, **kwargs})
-            return RepoUrl(f"https://huggingface.co/{repo_id}")
-
-        def create_commit(api, repo_id, operations, **kwargs):
-            files = {op.path_in_repo: Path(op.path_or_fileobj).read_bytes() for op in operations}
-            self.commits.append({"repo_id": repo_id, "files": files, **kwargs})
-            return CommitInfo(commit_url=f"https://huggingface.co/{repo_id}/commit/{COMMIT}",
-                              commit_message=kwargs["commit_message"], commit_description="", oid=COMMIT)
-
-        def upload_folder(api, *args, **kwargs):
-            raise AssertionError("upload_folder may split a push into several commits; create_commit expected")
-
-        monkeypatch.setattr(HfApi, "create_repo", create_repo)
-        monkeypatch.setattr(HfApi, "create_commit", create_commit)
-        monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
 
 
 # round trips -----------------------------------------------------------------------------------------
@@ -255,8 +230,7 @@ def test_subfolder_of_a_cached_pipeline_repo(tmp_path: Path, tiny_vqvae_config, 
 
 
 # pushing -------------------------------------------------------------------------------------------
-def test_push_vqvae_is_one_commit_of_exactly_what_save_writes(tmp_path, monkeypatch, tiny_vqvae_config) -> None:
-    pushes = Pushes(monkeypatch)
+def test_push_vqvae_is_one_commit_of_exactly_what_save_writes(pushes, tmp_path, monkeypatch, tiny_vqvae_config) -> None:
     model = VQVAE(tiny_vqvae_config)
     metadata = {"metrics": {"psnr_db": 22.5}}
     info = model.push_to_hub("user/tiny-vqvae", metadata=metadata, commit_message="first")
@@ -270,8 +244,7 @@ def test_push_vqvae_is_one_commit_of_exactly_what_save_writes(tmp_path, monkeypa
 
 
 @pytest.mark.parametrize("name", PRIORS.names())
-def test_push_prior(tmp_path: Path, monkeypatch, name: str) -> None:
-    pushes = Pushes(monkeypatch)
+def test_push_prior(pushes, tmp_path: Path, monkeypatch, name: str) -> None:
     prior = tiny_prior(name)
     prior.push_to_hub("user/prior", private=True, branch="dev")
     (commit,) = pushes.commits
@@ -281,8 +254,7 @@ def test_push_prior(tmp_path: Path, monkeypatch, name: str) -> None:
     assert commit["files"] == files_under(tmp_path)
 
 
-def test_push_with_an_invalid_repo_id_contacts_nothing(monkeypatch, tiny_vqvae_config) -> None:
-    pushes = Pushes(monkeypatch)
+def test_push_with_an_invalid_repo_id_contacts_nothing(pushes, monkeypatch, tiny_vqvae_config) -> None:
     with pytest.raises(HFValidationError):
         VQVAE(tiny_vqvae_config).push_to_hub("a/b/c")
     assert pushes.repos == [] and pushes.commits == []

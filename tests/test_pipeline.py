@@ -14,15 +14,15 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 import torch
-from huggingface_hub import CommitInfo, HfApi, ModelCard, RepoUrl
+from huggingface_hub import HfApi, ModelCard
 from PIL import Image
 
 import discrete_latents._pretrained as pretrained_module
 from discrete_latents import PRIORS, VQVAE, CausalPrior, CausalPriorConfig, VQVAEConfig
-from discrete_latents.errors import CheckpointFormatError, ConfigError, NonFiniteError, UnknownComponentError
-from discrete_latents.images import make_grid, save_grid, to_pil_images
 from discrete_latents._pipeline import PIPELINE_FORMAT_VERSION, VQVAEPipeline
 from discrete_latents._pretrained import available_pretrained, pretrained_path
+from discrete_latents.errors import CheckpointFormatError, ConfigError, NonFiniteError, UnknownComponentError
+from discrete_latents.images import make_grid, save_grid, to_pil_images
 
 COMMIT = "89abcdef0123456789abcdef0123456789abcdef"
 SMALL = {"n_layer": 2, "n_head": 2, "n_embd": 16, "hidden_channels": 16, "kernel_size": 3}
@@ -127,7 +127,7 @@ def test_generate_shape_range_and_reproducibility(pipe: VQVAEPipeline) -> None:
 
 def test_generate_matches_prior_then_decoder(pipe: VQVAEPipeline) -> None:
     codes = pipe.prior.sample(2, top_k=4, generator=torch.Generator().manual_seed(5))
-    expected = pipe.vqvae.decode_indices(codes)
+    expected = pipe.vqvae.decode(codes)
     assert torch.equal(pipe.generate(2, top_k=4, generator=torch.Generator().manual_seed(5)), expected)
 
 
@@ -201,21 +201,21 @@ def test_save_load_save_is_byte_identical(saved: Path, tmp_path: Path) -> None:
     assert files_under(tmp_path / "again") == files_under(saved)
 
 
-def test_sample_grid(tmp_path: Path, tiny_vqvae_config, tiny_prior_config) -> None:
+def test_card_images(tmp_path: Path, tiny_vqvae_config, tiny_prior_config) -> None:
     pipe = VQVAEPipeline(VQVAE(tiny_vqvae_config), CausalPrior(tiny_prior_config.replace(num_classes=3)))
-    pipe.save_pretrained(tmp_path / "a", sample_grid=True)
+    pipe.save_pretrained(tmp_path / "a", images=pipe.card_images())
     with Image.open(tmp_path / "a" / "samples.png") as image:
         # 16 samples rounded up to 18 = 6 rows of one column per class: 3 x 28 + 4 x 2 wide.
         assert image.size == (3 * 28 + 4 * 2, 6 * 28 + 7 * 2) and image.mode == "L"
     assert "![Samples](samples.png)" in (tmp_path / "a" / "README.md").read_text()
-    pipe.save_pretrained(tmp_path / "b", sample_grid=True)  # seeded: the same grid again
+    pipe.save_pretrained(tmp_path / "b", images=pipe.card_images())  # seeded: the same grid again
     assert (tmp_path / "b" / "samples.png").read_bytes() == (tmp_path / "a" / "samples.png").read_bytes()
     given = torch.rand(4, 1, 28, 28)
-    pipe.save_pretrained(tmp_path / "c", sample_grid=given)
+    pipe.save_pretrained(tmp_path / "c", images=given)
     with Image.open(tmp_path / "c" / "samples.png") as image:
         assert image.size == (2 * 28 + 3 * 2, 2 * 28 + 3 * 2)
     with pytest.raises(ValueError, match="channels"):
-        pipe.save_pretrained(tmp_path / "e", sample_grid=torch.rand(4, 2, 28, 28))
+        pipe.save_pretrained(tmp_path / "e", images=torch.rand(4, 2, 28, 28))
     assert not (tmp_path / "e").exists()  # checked before anything is written
     pipe.save_pretrained(tmp_path / "d")
     assert not (tmp_path / "d" / "samples.png").exists()
@@ -380,29 +380,12 @@ def test_local_files_only_with_missing_weights(saved: Path, tmp_path: Path) -> N
         VQVAEPipeline.from_pretrained("user/partial", cache_dir=tmp_path / "cache", local_files_only=True)
 
 
-def test_push_to_hub_is_one_commit_of_exactly_what_save_writes(tmp_path: Path, monkeypatch, pipe) -> None:
-    repos, commits = [], []
-
-    def create_repo(api, repo_id, **kwargs):
-        repos.append({"repo_id": repo_id, **kwargs})
-        return RepoUrl(f"https://huggingface.co/{repo_id}")
-
-    def create_commit(api, repo_id, operations, **kwargs):
-        commits.append({"repo_id": repo_id, **kwargs,
-                        "files": {op.path_in_repo: Path(op.path_or_fileobj).read_bytes() for op in operations}})
-        return CommitInfo(commit_url=f"https://huggingface.co/{repo_id}/commit/{COMMIT}", commit_message="",
-                          commit_description="", oid=COMMIT)
-
-    def upload_folder(api, *args, **kwargs):
-        raise AssertionError("upload_folder may split a push into several commits")
-
-    monkeypatch.setattr(HfApi, "create_repo", create_repo)
-    monkeypatch.setattr(HfApi, "create_commit", create_commit)
-    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
-    info = pipe.push_to_hub("user/tiny-pipeline", sample_grid=True, commit_message="add pipeline")
-    assert info.oid == COMMIT and len(commits) == 1 and len(repos) == 1
+def test_push_to_hub_is_one_commit_of_exactly_what_save_writes(pushes, tmp_path: Path, pipe) -> None:
+    repos, commits = pushes.repos, pushes.commits
+    info = pipe.push_to_hub("user/tiny-pipeline", images=pipe.card_images(), commit_message="add pipeline")
+    assert info.oid == pushes.oid and len(commits) == 1 and len(repos) == 1
     assert repos[0]["exist_ok"] is True and repos[0]["private"] is False
-    pipe.save_pretrained(tmp_path, sample_grid=True, repo_id="user/tiny-pipeline")
+    pipe.save_pretrained(tmp_path, images=pipe.card_images(), repo_id="user/tiny-pipeline")
     assert commits[0]["files"] == files_under(tmp_path)
     assert sorted(commits[0]["files"]) == ["README.md", "pipeline.json", "prior/config.json",
                                            "prior/model.safetensors", "samples.png", "vqvae/config.json",

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from discrete_latents import PRIORS, BasePrior, CausalPrior, CausalPriorConfig, PixelCNNPriorConfig
-from discrete_latents.errors import ConfigError, NonFiniteError, UnknownComponentError
 from discrete_latents._presets import prior_preset
+from discrete_latents.errors import ConfigError, NonFiniteError, UnknownComponentError
 from discrete_latents.priors import PixelCNNPrior, build_prior
 
 K = 16  # codebook size of every test prior

@@ -212,7 +212,7 @@ def test_builds_inside_a_vqvae(name: str) -> None:
     assert out.indices.shape == (2, 7, 7, *model.quantizer.index_shape)
     model.eval()
     indices = model.encode(images)
-    assert model.decode_indices(indices).shape == images.shape
+    assert model.decode(indices).shape == images.shape
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ Plugins are installed for real: each test writes a ``*.dist-info`` folder with a
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,9 +20,9 @@ import pytest
 import torch
 
 from discrete_latents import DECODERS, ENCODERS, PRIORS, QUANTIZERS, VQVAE, Registry, VQVAEConfig
+from discrete_latents._registry import DISABLE_ENV
 from discrete_latents.errors import PluginConflictError, PluginLoadError, UnknownComponentError
 from discrete_latents.quantizers import VectorQuantizer
-from discrete_latents._registry import DISABLE_ENV
 
 REGISTRIES = (ENCODERS, DECODERS, QUANTIZERS, PRIORS)
 GROUP = "discrete_latents.quantizers"
@@ -124,7 +125,7 @@ def test_plugin_is_discovered_and_loaded_lazily(plugins) -> None:
     assert "fancy_vq" not in QUANTIZERS.as_mapping()
     cls = QUANTIZERS.get("fancy_vq")
     assert module in sys.modules and cls.__name__ == "FancyVQ" and issubclass(cls, VectorQuantizer)
-    assert cls.registry_name == "fancy_vq" and QUANTIZERS.get("fancy_vq") is cls
+    assert QUANTIZERS.name_of(cls) == "fancy_vq" and QUANTIZERS.get("fancy_vq") is cls
     quantizer = QUANTIZERS.create("fancy_vq", dim=4, codebook_size=8)
     assert quantizer(torch.randn(2, 4, 3, 3)).indices.shape == (2, 3, 3)
 
@@ -376,7 +377,7 @@ def test_pl09_malformed_entry_point_value(plugins) -> None:
 
 
 def test_pl09_unreadable_entry_points_warn_and_fall_back_to_builtins(plugins, monkeypatch) -> None:
-    from discrete_latents import registry as registry_module
+    from discrete_latents import _registry as registry_module
 
     def broken(**kwargs):
         raise ValueError("corrupt METADATA")
@@ -417,7 +418,7 @@ def things(monkeypatch) -> Registry:
 
 def test_register_get_create_and_read_only_view(things: Registry) -> None:
     things.register("thing")(Thing)
-    assert things.get("thing") is Thing and Thing.registry_name == "thing"
+    assert things.get("thing") is Thing and things.name_of(Thing) == "thing"
     assert isinstance(things.create("thing"), Thing)
     view = things.as_mapping()
     with pytest.raises(TypeError):
@@ -476,3 +477,19 @@ def test_pl12_snapshot_and_restore(restore_registries) -> None:
 def test_pl12_fixture_left_no_test_registrations_behind() -> None:
     leftovers = [n for r in REGISTRIES for n in r.as_mapping() if n.startswith(("temporary_", "fancy", "good_"))]
     assert leftovers == []
+
+
+def test_an_alias_changes_no_class_and_no_saved_pipeline(tmp_path: Path, restore_registries: None) -> None:
+    from discrete_latents import VQVAE, CausalPrior, CausalPriorConfig, VQVAEConfig, VQVAEPipeline
+
+    pipe = VQVAEPipeline(VQVAE(VQVAEConfig(channels=(8, 16), latent_dim=8, quantizer_kwargs={"codebook_size": 16})),
+                         CausalPrior(CausalPriorConfig(codebook_size=16, n_layer=1, n_head=2, n_embd=16)))
+    pipe.save_pretrained(tmp_path / "before")
+    attributes = dict(vars(CausalPrior))
+    PRIORS.add("gpt", CausalPrior)  # an alias, registered after the built-in name
+    assert PRIORS.get("gpt") is CausalPrior and PRIORS.name_of(CausalPrior) == "causal_transformer"
+    assert dict(vars(CausalPrior)) == attributes  # nothing is written onto the class
+    pipe.save_pretrained(tmp_path / "after")
+    index = json.loads((tmp_path / "after" / "pipeline.json").read_text())
+    assert index["components"]["prior"]["registry_name"] == "causal_transformer"
+    assert (tmp_path / "after" / "pipeline.json").read_bytes() == (tmp_path / "before" / "pipeline.json").read_bytes()

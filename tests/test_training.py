@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from discrete_latents import VQVAE, CausalPrior, VQVAEPipeline
-from discrete_latents.errors import CheckpointSaveError, ConfigError, NonFiniteError
 from discrete_latents._safetensors import read_safetensors
+from discrete_latents.errors import CheckpointSaveError, ConfigError, NonFiniteError
 from discrete_latents.training import CheckpointManager, TrainConfig, Trainer
 from discrete_latents.training.checkpoint import optimizer_from_tensors, optimizer_to_tensors
 from discrete_latents.training.data import load_split
@@ -106,7 +106,7 @@ def test_resume_from_a_mid_epoch_checkpoint_matches_an_uninterrupted_run(train: 
         real_checkpoint(*args, **kwargs)  # type: ignore[arg-type]
         steps["n"] += 1
         if steps["n"] == 2:
-            partial._stop_requested = True
+            partial._stop.requested = True
 
     partial._checkpoint = checkpoint_then_stop  # type: ignore[method-assign]
     assert partial.fit() == {}
@@ -126,7 +126,7 @@ def test_sigkill_mid_training_then_resume_gives_the_uninterrupted_weights(train:
               "import json, sys\nTrainer(TrainConfig(**json.loads(sys.argv[1]))).fit()\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     process = subprocess.Popen([sys.executable, "-c", script, json.dumps(settings)], env=env)
-    checkpoints = tmp_path / "killed" / "checkpoints"
+    checkpoints = tmp_path / "killed" / "checkpoints" / "vqvae"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(checkpoints.glob("step-*"))) < 2 and process.poll() is None:
         time.sleep(0.01)
@@ -256,16 +256,16 @@ import torch
 from discrete_latents._safetensors import write_safetensors
 from discrete_latents.training import TrainConfig, Trainer
 from discrete_latents.training.data import load_split
+from discrete_latents.training.process import training_process
 settings = json.loads(sys.argv[1])
 trainer = Trainer(TrainConfig(**settings))
-trainer._setup_distributed()
 os.makedirs(settings["out_dir"], exist_ok=True)
-torch.manual_seed(0)
-images, _ = load_split(trainer.config, "train")
-model = trainer.train_vqvae(images, images[:8])
-write_safetensors(os.path.join(settings["out_dir"], f"rank{os.environ['RANK']}.safetensors"), model.state_dict())
-gc.collect()  # free the DDP wrapper before its process group, or gloo aborts at exit
-torch.distributed.destroy_process_group()
+with training_process(trainer.out, trainer.device, 1, trainer._stop):  # joins the gloo group torchrun describes
+    torch.manual_seed(0)
+    images, _ = load_split(trainer.config, "train")
+    model = trainer.train_vqvae(images, images[:8])
+    write_safetensors(os.path.join(settings["out_dir"], f"rank{os.environ['RANK']}.safetensors"), model.state_dict())
+    del model
 """
 
 

@@ -1,7 +1,7 @@
 """Public entry points with bad input: a clear TypeError/ValueError before any kernel runs.
 
 Covers the input side of VQ-01..VQ-05 for the VQ-VAE (forward, encode, reconstruct,
-decode_indices), the prior's index and label checks, and the helpers in ``validation.py``.
+decode), the prior's index and label checks, and the helpers in ``_checks.py``.
 Non-finite input raises :class:`NonFiniteError` (a ``FloatingPointError``, as documented).
 """
 
@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from discrete_latents import VQVAE, CausalPrior, CausalPriorConfig, VQVAEConfig
-from discrete_latents.errors import NonFiniteError
 from discrete_latents._checks import check_finite, check_images, check_indices, check_labels, check_positive_int
+from discrete_latents.errors import NonFiniteError
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "discrete_latents"
 
@@ -57,9 +57,17 @@ def call(model: VQVAE, method: str, images: object):
     (None, TypeError, "got NoneType"),
 ])
 def test_bad_images(model: VQVAE, method: str, images: object, error: type[Exception], fragment: str) -> None:
+    if method != "forward" and isinstance(images, torch.Tensor) and images.dtype == torch.uint8:
+        pytest.skip("encode and reconstruct read uint8 images as x / 255 (tested below)")
     with pytest.raises(error, match=fragment) as info:
         call(model, method, images)
     assert str(info.value).startswith("images:")
+
+
+def test_encode_reads_uint8_images_as_a_255th(model: VQVAE) -> None:
+    pixels = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
+    assert torch.equal(model.encode(pixels), model.encode(pixels.float() / 255))
+    assert torch.equal(model.encode(pixels, batch_size=2), model.encode(pixels.float() / 255))
 
 
 @pytest.mark.parametrize("method", ENTRY_POINTS)
@@ -99,8 +107,8 @@ def test_valid_inputs_pass(model: VQVAE) -> None:
     assert model(images).reconstruction.shape == images.shape
     assert model.encode(images).shape == (2, 7, 7)
     assert model.reconstruct(images.double().float()).shape == images.shape
-    assert model.decode_indices(torch.randint(0, 16, (2, 7, 7))).shape == images.shape
-    assert model.decode_indices(torch.randint(0, 16, (2, 7, 7), dtype=torch.int32)).shape == images.shape
+    assert model.decode(torch.randint(0, 16, (2, 7, 7))).shape == images.shape
+    assert model.decode(torch.randint(0, 16, (2, 7, 7), dtype=torch.int32)).shape == images.shape
 
 
 # indices --------------------------------------------------------------------------------------------------
@@ -128,7 +136,7 @@ def test_bad_indices_fail_before_any_lookup(model: VQVAE, monkeypatch, indices: 
 
     monkeypatch.setattr(F, "embedding", no_lookup)
     with pytest.raises(error, match=fragment) as info:
-        model.decode_indices(indices)
+        model.decode(indices)
     assert str(info.value).startswith("indices:")
 
 
@@ -200,7 +208,7 @@ def test_check_images_without_a_size_and_check_finite() -> None:
 def test_no_assert_statements_in_the_library() -> None:
     """Checks must survive ``python -O``: the library raises documented errors, never ``assert``."""
     files = sorted(SRC.rglob("*.py"))
-    assert SRC / "validation.py" in files
+    assert SRC / "_checks.py" in files
     offenders = [f"{path.relative_to(SRC)}:{node.lineno}" for path in files
                  for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))) if isinstance(node, ast.Assert)]
     assert offenders == []

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from discrete_latents import VQVAE, Decoder, Encoder, VQVAEConfig
-from discrete_latents.errors import ConfigError
 from discrete_latents._layers import ResBlock
+from discrete_latents.errors import ConfigError
 
 
 @pytest.mark.parametrize("preset, shape, grid", [("mnist", (1, 28, 28), (7, 7)), ("cifar10", (3, 32, 32), (8, 8))])
@@ -89,7 +89,7 @@ def test_encode_then_decode_equals_eval_forward(tiny_vqvae_config: VQVAEConfig) 
     images = torch.rand(3, 1, 28, 28)
     codes = model.encode(images)
     assert torch.equal(codes, model(images).indices)
-    assert torch.allclose(model.decode_indices(codes), model(images).reconstruction)
+    assert torch.allclose(model.decode(codes), model(images).reconstruction)
 
 
 def test_encode_is_pure_even_in_training_mode(tiny_vqvae_config: VQVAEConfig) -> None:

@@ -5,6 +5,7 @@ __version__ = "0.1.0"
 from ._configs import CausalPriorConfig as CausalPriorConfig
 from ._configs import Config as Config
 from ._configs import PixelCNNPriorConfig as PixelCNNPriorConfig
+from ._configs import PriorConfig as PriorConfig
 from ._configs import VQVAEConfig as VQVAEConfig
 from ._decoder import Decoder as Decoder
 from ._encoder import Encoder as Encoder
@@ -14,6 +15,10 @@ from ._outputs import VQVAEOutput as VQVAEOutput
 from ._pipeline import VQVAEPipeline as VQVAEPipeline
 from ._pretrained import available_pretrained as available_pretrained
 from ._pretrained import pretrained_path as pretrained_path
+from ._registry import DECODERS as DECODERS
+from ._registry import ENCODERS as ENCODERS
+from ._registry import Registry as Registry
+from ._vqvae import VQVAE as VQVAE
 from .priors import PRIORS as PRIORS
 from .priors import BasePrior as BasePrior
 from .priors import CausalPrior as CausalPrior
@@ -27,10 +32,6 @@ from .quantizers import EMAVectorQuantizer as EMAVectorQuantizer
 from .quantizers import FiniteScalarQuantizer as FiniteScalarQuantizer
 from .quantizers import ResidualVectorQuantizer as ResidualVectorQuantizer
 from .quantizers import VectorQuantizer as VectorQuantizer
-from ._registry import DECODERS as DECODERS
-from ._registry import ENCODERS as ENCODERS
-from ._registry import Registry as Registry
-from ._vqvae import VQVAE as VQVAE
 
 __all__ = [
     "__version__",
@@ -53,6 +54,7 @@ __all__ = [
     "FiniteScalarQuantizer",
     "PixelCNNPrior",
     "PixelCNNPriorConfig",
+    "PriorConfig",
     "PriorOutput",
     "QuantizerOutput",
     "Registry",

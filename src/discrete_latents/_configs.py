@@ -241,8 +241,11 @@ def check_component_name(config: Config, name: str) -> None:
 class VQVAEConfig(Config):
     """Configuration of a :class:`~discrete_latents.VQVAE`.
 
-    The defaults are the seed's MNIST model: 1x28x28 images, two 2x2 stride-2 down-samplings to a
-    7x7 grid, one residual block, 32-dimensional codes.
+    The defaults are the seed's model as it describes it: 1x28x28 images, two 2x2 stride-2
+    down-samplings (widths 64 and 128) to a 7x7 grid, one residual block, 100 codes of 32
+    dimensions and the paper's plain ``vq`` quantizer. The bundled pipeline's VQ-VAE is
+    ``VQVAE.from_preset("mnist")``: the same shape, widened to (128, 192), with EMA codes,
+    k-means initialisation and dead-code restarts.
     """
 
     # data

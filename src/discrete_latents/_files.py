@@ -73,22 +73,23 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(error, os.strerror(error), str(a))
 
 
-def _switch(staging: Path, target: Path) -> None:
-    """Put the complete folder ``staging`` at ``target``; afterwards ``staging`` holds the old one, if any."""
+def _switch(staging: Path, target: Path) -> Path | None:
+    """Put the complete folder ``staging`` at ``target``; return where the replaced folder now is."""
     if not target.exists():
         os.rename(staging, target)
-    elif not _exchange(staging, target):
-        # Two renames: a crash between them leaves the previous save beside the target, under
-        # a name that says so, never a mixed folder.
-        backup = target.with_name(f".{target.name}.previous-{uuid.uuid4().hex[:8]}")
-        os.rename(target, backup)
-        try:
-            os.rename(staging, target)
-        except BaseException:
-            os.rename(backup, target)
-            raise
-        os.rename(backup, staging)
-    fsync_directory(target.parent)
+        return None
+    if _exchange(staging, target):
+        return staging
+    # Two renames: a crash between them leaves the previous save beside the target, under a
+    # name that says so, never a mixed folder.
+    backup = target.with_name(f".{target.name}.previous-{uuid.uuid4().hex[:8]}")
+    os.rename(target, backup)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        os.rename(backup, target)
+        raise
+    return backup
 
 
 def _fsync_tree(root: Path) -> None:
@@ -130,13 +131,25 @@ def save_folder(target: str | os.PathLike[str], write: Callable[[Path], object],
             raise FileExistsError(f"{target} holds files that no save writes ({foreign[:10]}); save into a new or"
                                   " empty folder, or move them away first (a save replaces the whole folder)")
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.saving-*"):  # left by a save that was killed
+        shutil.rmtree(stale, ignore_errors=True)
+    for backup in target.parent.glob(f".{target.name}.previous-*"):  # killed between the two renames
+        if target.exists():
+            shutil.rmtree(backup, ignore_errors=True)
+        else:
+            os.rename(backup, target)  # the previous save comes back before anything else happens
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
     try:
         write(staging)
         _fsync_tree(staging)
-        _switch(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)  # the failed new save, or the replaced old one
+        replaced = _switch(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    # The new save is in place: what follows only tidies up, and cannot undo it.
+    if replaced is not None:
+        shutil.rmtree(replaced, ignore_errors=True)
+    fsync_directory(target.parent)
     return target
 
 

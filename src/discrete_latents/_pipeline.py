@@ -29,7 +29,6 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import NAME_PATTERN
-from ._configs import PriorConfig
 from ._files import read_json, save_folder, write_json
 from ._hub import (
     COMMIT_MESSAGE,
@@ -132,7 +131,7 @@ def parse_index(data: object, source: str) -> tuple[type[BasePrior], dict[str, A
         if name not in COMPONENTS:
             raise ConfigError(f"{source}: unknown component {name!r}{_did_you_mean(name, COMPONENTS)}; a VQVAEPipeline"
                               f" has exactly {list(COMPONENTS)}")
-    prior_class: type[BasePrior] = BasePrior
+    classes: dict[str, type[Any]] = {}
     for name in COMPONENTS:
         if name not in components:
             raise ConfigError(f"{source}: component {name!r} is missing; a VQVAEPipeline needs {list(COMPONENTS)}")
@@ -162,10 +161,9 @@ def parse_index(data: object, source: str) -> tuple[type[BasePrior], dict[str, A
         if cls.__name__ != entry["class_name"]:
             raise ConfigError(f"{source}: component {name!r}: registry name {key!r} builds {cls.__name__}, but the"
                               f" folder was saved from {entry['class_name']}")
-        if name == "prior":
-            prior_class = cls
+        classes[name] = cls
     metadata = check_metadata(data.get("metadata"), source=f"{source}: metadata")
-    return prior_class, metadata
+    return classes["prior"], metadata
 
 
 class VQVAEPipeline:

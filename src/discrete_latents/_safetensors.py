@@ -190,6 +190,8 @@ def _storage_key(tensor: Tensor) -> tuple[Any, ...] | None:
     """Identity of the memory a tensor views; ``None`` for empty tensors (they share nothing)."""
     if tensor.numel() == 0:
         return None
+    if tensor.is_meta:  # no memory to compare: only the very same tensor object is the same tensor
+        return ("meta", id(tensor))
     return (tensor.device, tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
             tuple(tensor.stride()), tensor.dtype)
 
@@ -271,7 +273,7 @@ def match_header(module: nn.Module, header: Mapping[str, Any], path: str | os.Pa
         CheckpointFormatError: listing every missing, unexpected or mismatched tensor.
     """
     in_file = _strip_names(header)
-    expected = module.state_dict()
+    expected = module.state_dict(keep_vars=True)  # the parameters themselves: tied ones are one object
     aliases = _alias_groups(expected)
     # A tied weight is stored once (see save_module): any one of its names fills all of them.
     missing = sorted(n for n in expected if not any(a in in_file for a in aliases.get(n, [n])))

@@ -49,12 +49,16 @@ class _TooLarge(Exception):
     """Raised from inside a meta build as soon as it outgrows the weights file."""
 
 
-def _int_fields(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, int]]:
-    for key, value in data.items():
-        if isinstance(value, dict):
-            yield from _int_fields(value, f"{prefix}{key}.")
-        elif isinstance(value, int) and not isinstance(value, bool):
-            yield f"{prefix}{key}", value
+def _int_fields(data: Any, name: str = "") -> Iterator[tuple[str, int]]:
+    """(dotted name, value) of every integer in a config's JSON form, in lists and objects too."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from _int_fields(value, f"{name}.{key}" if name else key)
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            yield from _int_fields(value, f"{name}[{i}]")
+    elif isinstance(data, int) and not isinstance(data, bool):
+        yield name, data
 
 
 @contextmanager

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
 
+from ._checks import check_images, check_indices, check_positive_int
 from ._configs import VQVAEConfig
 from ._outputs import VQVAEOutput
-from .quantizers import QUANTIZERS, BaseQuantizer
 from ._registry import DECODERS, ENCODERS
-from ._checks import check_images, check_indices, check_positive_int
 from ._saving import PretrainedModel
 from .errors import ConfigError
+from .quantizers import QUANTIZERS, BaseQuantizer
 
 
 class VQVAE(nn.Module, PretrainedModel):
@@ -24,7 +23,8 @@ class VQVAE(nn.Module, PretrainedModel):
     Images are float tensors in [0, 1], (B, C, H, W); they are mapped to [-1, 1] inside.
 
     Args:
-        config: a :class:`~discrete_latents.VQVAEConfig`; default the seed's MNIST model.
+        config: a :class:`~discrete_latents.VQVAEConfig`; default ``VQVAEConfig()``, the seed's model as
+            it describes it (the bundled one is ``VQVAE.from_preset("mnist")``).
 
     Example:
         >>> import torch

@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ._files import atomic_write_bytes
 from ._checks import check_finite
+from ._files import atomic_write_bytes
 
 _MODES = {1: "L", 3: "RGB"}
 

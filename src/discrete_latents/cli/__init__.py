@@ -52,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                        ("evaluate", "test-set metrics: PSNR, code usage, perplexity, prior NLL")):
         p = sub.add_parser(name, help=text)
         add_pipeline(p)
-        p.add_argument("--dataset", default="mnist", choices=("mnist", "cifar10"))
+        p.add_argument("--dataset", default="mnist", choices=("mnist", "cifar10", "folder"),
+                       help="'folder': your own PNG/JPEG images in --data-dir (its test/ sub-folder if present)")
         p.add_argument("--data-dir", default="", help="folder with the dataset files")
         p.add_argument("--download", action="store_true")
         p.add_argument("--limit", type=int, default=0, help="use only the first N test images")

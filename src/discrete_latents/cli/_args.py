@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .._configs import Config
-from ..errors import ConfigError
 from .._files import loads_json
+from ..errors import ConfigError
 
 C = TypeVar("C", bound=Config)
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 
-from ..datasets import load_cifar10, load_mnist
 from .._hub import upload_folder
-from ..images import save_grid
 from .._pipeline import VQVAEPipeline
 from .._pretrained import available_pretrained, pretrained_path
+from ..datasets import ImageFolderDataset, load_cifar10, load_mnist
+from ..images import save_grid
 from ..training import TrainConfig, Trainer, evaluate_prior, evaluate_vqvae
 from ..training.loop import format_metrics
 from ._args import build_config
@@ -25,9 +25,16 @@ def _load(args: argparse.Namespace) -> VQVAEPipeline:
     return VQVAEPipeline.from_pretrained(source, revision=args.revision).to(args.device)
 
 
-def _test_images(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
-    loader = load_mnist if args.dataset == "mnist" else load_cifar10
-    images, labels = loader(args.data_dir or None, "test", download=args.download)
+def _test_images(args: argparse.Namespace, pipe: VQVAEPipeline) -> tuple[torch.Tensor, torch.Tensor]:
+    if args.dataset == "folder":
+        root = Path(args.data_dir or ".")
+        config = pipe.vqvae.config
+        dataset = ImageFolderDataset(root / "test" if (root / "test").is_dir() else root, config.image_size,
+                                     channels=config.in_channels)
+        images, labels = dataset.as_tensors()
+    else:
+        loader = load_mnist if args.dataset == "mnist" else load_cifar10
+        images, labels = loader(args.data_dir or None, "test", download=args.download)
     if args.limit:
         images, labels = images[: args.limit], labels[: args.limit]
     return images, labels
@@ -52,14 +59,14 @@ def sample(args: argparse.Namespace, extra: list[str]) -> None:
 
 def reconstruct(args: argparse.Namespace, extra: list[str]) -> None:
     pipe = _load(args)
-    images = _test_images(args)[0][: args.num].float().div(255).to(args.device)
+    images = _test_images(args, pipe)[0][: args.num].float().div(255).to(args.device)
     save_grid(torch.cat([images, pipe.reconstruct(images)]), args.out, nrow=8)
     print(f"wrote originals (top) and reconstructions (bottom) to {args.out}", file=sys.stderr)
 
 
 def evaluate(args: argparse.Namespace, extra: list[str]) -> None:
     pipe = _load(args)
-    images, labels = _test_images(args)
+    images, labels = _test_images(args, pipe)
     images = images.to(args.device)
     metrics = evaluate_vqvae(pipe.vqvae, images)
     codes = pipe.encode(images, batch_size=1000)

@@ -28,8 +28,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .. import __version__
-from ..errors import ChecksumMismatchError, DownloadError
 from .._files import fsync_directory
+from ..errors import ChecksumMismatchError, DownloadError
 
 CHUNK_BYTES = 1 << 20
 STALE_PART_SECONDS = 24 * 3600  # older .part files belong to a killed process, not a live one

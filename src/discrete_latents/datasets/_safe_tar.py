@@ -14,8 +14,8 @@ import zlib
 from collections.abc import Collection, Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from ..errors import DatasetFormatError
 from .._files import atomic_write_bytes
+from ..errors import DatasetFormatError
 
 
 def _check_safe_name(archive: Path, name: str) -> None:

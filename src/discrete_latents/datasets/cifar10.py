@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import ChecksumMismatchError, DatasetFormatError, DatasetNotFoundError
 from .._files import fsync_directory
+from ..errors import ChecksumMismatchError, DatasetFormatError, DatasetNotFoundError
 from . import checksums
 from ._download import download_file, verify_file
 from ._paths import DATA_DIR_ENV, dataset_folder

@@ -92,6 +92,12 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
             index = {name: i for i, name in enumerate(self.classes)}
             self._labels = [index[p.relative_to(self.root).parts[0]] for p in self.files]
 
+    def as_tensors(self) -> tuple[Tensor, Tensor]:
+        """Every image decoded at once: (uint8 images (N, C, S, S), int64 labels (N,)), like ``load_mnist``."""
+        pairs = [self[i] for i in range(len(self))]
+        images = torch.stack([image for image, _ in pairs]).mul(255).round().to(torch.uint8)
+        return images, torch.tensor([label for _, label in pairs], dtype=torch.long)
+
     def __len__(self) -> int:
         return len(self.files)
 

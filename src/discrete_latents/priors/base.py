@@ -11,12 +11,12 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from .._checks import check_indices, check_labels, check_positive_int
 from .._configs import Config, PriorConfig
+from .._metrics import bits_per_image
 from .._outputs import PriorOutput
 from .._registry import Registry
 from .._sampling import check_sampling_args, sample_logits
-from .._checks import check_indices, check_labels, check_positive_int
-from .._metrics import bits_per_image
 from .._saving import PretrainedModel
 from ..errors import NonFiniteError, PluginLoadError, UnknownComponentError
 

@@ -8,10 +8,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_finite, check_indices
 from .._metrics import perplexity
 from .._outputs import QuantizerOutput
 from .._registry import Registry
-from .._checks import check_finite, check_indices
 
 
 class BaseQuantizer(nn.Module, ABC):

@@ -17,8 +17,8 @@ from einops import rearrange
 from torch import Tensor
 
 from .. import _distributed as distributed
-from .._outputs import QuantizerOutput
 from .._checks import check_bool, check_choice, check_float, check_int
+from .._outputs import QuantizerOutput
 from .base import GRADIENT_ESTIMATORS, BaseQuantizer
 
 # Scores computed per block of rows: 2**22 float32 (16 MiB) at most. One (N, K) matrix would be

@@ -10,8 +10,8 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from .. import _distributed as distributed
-from .._outputs import QuantizerOutput
 from .._checks import check_int
+from .._outputs import QuantizerOutput
 from .base import QUANTIZERS, BaseQuantizer, straight_through
 
 _MAX_CODES = 1 << 24  # bincount and a prior's vocabulary both need K entries

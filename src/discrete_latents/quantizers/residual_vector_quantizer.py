@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from .._outputs import QuantizerOutput
 from .._checks import check_choice, check_float, check_int
+from .._outputs import QuantizerOutput
 from .base import GRADIENT_ESTIMATORS, QUANTIZERS, BaseQuantizer
 from .codebook import CodebookQuantizer
 

@@ -21,9 +21,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..errors import CheckpointFormatError, CheckpointSaveError, ConfigError
 from .._files import atomic_write_bytes, dumps_json, fsync_directory, loads_json, read_json
 from .._safetensors import read_safetensors, write_safetensors
+from ..errors import CheckpointFormatError, CheckpointSaveError, ConfigError
 
 COMMITTED = "COMMITTED"
 STATE_NAME = "trainer_state.json"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from .._presets import vqvae_preset
@@ -42,7 +41,4 @@ def _load_folder(config: TrainConfig, split: str) -> tuple[Tensor, Tensor]:
     if folder == root and split == "test":
         warnings.warn(f"{root} has no test/ sub-folder; evaluating on the training images", stacklevel=3)
     model = vqvae_preset(config.preset).replace(**config.vqvae_overrides)
-    dataset = ImageFolderDataset(folder, model.image_size, channels=model.in_channels)
-    images = torch.stack([dataset[i][0] for i in range(len(dataset))]).mul(255).round().to(torch.uint8)
-    labels = torch.tensor([dataset[i][1] for i in range(len(dataset))], dtype=torch.long)
-    return images, labels
+    return ImageFolderDataset(folder, model.image_size, channels=model.in_channels).as_tensors()

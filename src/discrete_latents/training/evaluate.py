@@ -6,8 +6,8 @@ import torch
 from torch import Tensor
 
 from .._metrics import bits_per_image, codes_used, perplexity, psnr
-from ..priors import BasePrior
 from .._vqvae import VQVAE
+from ..priors import BasePrior
 
 
 @torch.no_grad()
@@ -34,7 +34,8 @@ def evaluate_vqvae(model: VQVAE, images: Tensor, batch_size: int = 500) -> dict[
     model.train(was_training)
     mse = squared_error / pixels
     return {"mse": mse, "psnr": psnr(mse), "psnr_mean_per_image": image_psnr / len(images),
-            "codes_used": codes_used(counts), "codebook_size": model.codebook_size, "perplexity": float(perplexity(counts))}
+            "codes_used": codes_used(counts), "codebook_size": model.codebook_size,
+            "perplexity": float(perplexity(counts))}
 
 
 @torch.no_grad()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import os
 import platform
 import shutil
 import sys
@@ -98,6 +99,8 @@ class Trainer:
         cfg = self.config
         started = time.perf_counter()
         self.out.mkdir(parents=True, exist_ok=True)
+        if not os.access(self.out, os.W_OK):
+            raise PermissionError(f"out_dir {self.out} is not writable")
         with training_process(self.out, self.device, cfg.num_threads, self._stop):
             self._claim_folder()
             torch.manual_seed(cfg.seed)

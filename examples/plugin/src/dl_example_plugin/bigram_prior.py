@@ -20,8 +20,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from discrete_latents import BasePrior
-from discrete_latents._configs import PriorConfig
+from discrete_latents import BasePrior, PriorConfig
 
 
 @dataclass(frozen=True)
@@ -29,7 +28,7 @@ class BigramPriorConfig(PriorConfig):
     """Configuration of :class:`BigramPrior`.
 
     Inherits ``codebook_size``, ``grid_size``, ``num_classes`` and ``label_dropout`` from
-    :class:`discrete_latents._configs.PriorConfig`; like every config it is frozen, type-checked
+    :class:`discrete_latents.PriorConfig`; like every config it is frozen, type-checked
     and saved as strict JSON.
     """
 
