@@ -150,3 +150,25 @@ def check_choice(name: str, value: object, choices: object) -> str:
     if value not in options:
         raise ValueError(f"{name}: expected one of {options}, got {value!r}")
     return value  # type: ignore[return-value]
+
+
+def check_device(name: object, what: str = "device") -> torch.device:
+    """``name`` as a ``torch.device`` that exists here: ``"garbage"``, or ``"cuda"`` without CUDA, is a
+    ``ValueError`` now rather than an error from deep in torch once work has started."""
+    if isinstance(name, torch.device):
+        device = name
+    else:
+        try:
+            device = torch.device(name)  # type: ignore[call-overload]
+        except (RuntimeError, TypeError, ValueError):
+            raise ValueError(f"{what}: {name!r} is not a device; expected cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"{what}: {name!r} needs CUDA, which this torch {torch.__version__} cannot use (built"
+                             " without CUDA, or no GPU visible); use cpu")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"{what}: {name!r} does not exist; {count} GPU(s) visible (cuda:0 to cuda:{count - 1})")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{what}: {name!r} needs Apple's Metal (MPS), which is not available here; use cpu")
+    return device

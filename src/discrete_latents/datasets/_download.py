@@ -28,8 +28,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .. import __version__
+from .._files import discard, fsync_directory
 from ..errors import ChecksumMismatchError, DownloadError
-from .._files import fsync_directory
 
 CHUNK_BYTES = 1 << 20
 STALE_PART_SECONDS = 24 * 3600  # older .part files belong to a killed process, not a live one
@@ -239,7 +239,7 @@ def _fetch_once(
         except OSError as err:
             raise _LocalWriteError(err) from None
     except BaseException:
-        part.unlink(missing_ok=True)
+        discard(part)
         raise
     fsync_directory(dest.parent)
 
