@@ -23,6 +23,7 @@ from ..errors import NonFiniteError, PluginLoadError, UnknownComponentError
 # Rows sampled together: bounds the sampling state (a transformer's key/value cache, 160 MB per
 # 1,024 rows for the MNIST prior) whatever N is; at most this many rows draw exactly as one batch.
 SAMPLE_CHUNK = 1024
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
 class BasePrior(nn.Module, PretrainedModel, ABC):
@@ -274,9 +275,11 @@ class BasePrior(nn.Module, PretrainedModel, ABC):
                 raise NonFiniteError(f"sample: the prior produced NaN or infinite logits at position"
                                      f" {position}; check its weights")
             if guided:  # Ho & Salimans 2022 (arXiv 2207.12598): u + s * (c - u)
-                # On log-probabilities: some code has c >= u, so a huge s cannot send every logit to -inf.
+                # On log-probabilities, some code has c >= u, so a huge s cannot send every logit to
+                # -inf; s is capped to a float32 number, else an infinite s times c - u = 0 is NaN.
                 conditional, unconditional = logits.float().log_softmax(-1).chunk(2)
-                logits = unconditional + guidance_scale * (conditional - unconditional)
+                scale = max(-FLOAT32_MAX, min(FLOAT32_MAX, guidance_scale))
+                logits = unconditional + scale * (conditional - unconditional)
             nxt = sample_logits(logits, temperature, top_k, top_p, generator)
             codes[:, position] = nxt.repeat(2) if guided else nxt
         return codes[:num_samples]
