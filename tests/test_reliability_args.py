@@ -178,15 +178,15 @@ def test_chunks_with_guidance_keep_each_row_with_its_label(monkeypatch: pytest.M
 
 
 # --- integers of other types --------------------------------------------------------------------
-@pytest.mark.parametrize("value", [np.int64(2), np.int32(2), np.uint8(2), torch.tensor(2), torch.tensor(2, dtype=torch.int32),
-                                   torch.tensor(2, dtype=torch.uint8), 2])
+@pytest.mark.parametrize("value", [np.int64(2), np.int32(2), np.uint8(2), torch.tensor(2),
+                                   torch.tensor(2, dtype=torch.int32), torch.tensor(2, dtype=torch.uint8), 2])
 def test_numpy_and_0d_tensor_integers_are_positive_integers(value: object) -> None:
     result = check_positive_int(value, "num_samples")
     assert result == 2 and type(result) is int
 
 
-@pytest.mark.parametrize("value", [np.int64(0), torch.tensor(-1), torch.tensor(2.0), torch.tensor([2]), torch.tensor(True),
-                                   np.float64(2.0), np.bool_(True), True, 2.0, "2", None])
+@pytest.mark.parametrize("value", [np.int64(0), torch.tensor(-1), torch.tensor(2.0), torch.tensor([2]),
+                                   torch.tensor(True), np.float64(2.0), np.bool_(True), True, 2.0, "2", None])
 def test_other_values_are_not_positive_integers(value: object) -> None:
     with pytest.raises(ValueError, match="^num_samples: expected a positive integer, got"):
         check_positive_int(value, "num_samples")
@@ -195,7 +195,8 @@ def test_other_values_are_not_positive_integers(value: object) -> None:
 def test_generate_and_sample_take_numpy_and_tensor_counts(pipe: VQVAEPipeline) -> None:
     assert pipe.generate(np.int64(2)).shape == (2, 1, 28, 28)
     assert pipe.prior.sample(torch.tensor(3)).shape == (3, 7, 7)
-    assert pipe.prior.sample(2, top_k=np.int64(3), temperature=np.float32(0.5), top_p=np.float64(0.9)).shape == (2, 7, 7)
+    drawn = pipe.prior.sample(2, top_k=np.int64(3), temperature=np.float32(0.5), top_p=np.float64(0.9))
+    assert drawn.shape == (2, 7, 7)
 
 
 # --- images of another float precision ------------------------------------------------------------

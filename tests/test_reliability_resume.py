@@ -183,7 +183,8 @@ def test_resume_after_the_disk_filled_mid_line_matches_an_uninterrupted_run(
     notes: list[str] = []
     Trainer(TrainConfig(**settings(out, resume=True)), log=notes.append).fit()  # type: ignore[arg-type]
     assert any("torn last line" in note for note in notes), notes
-    assert _without_time(_records(out / "metrics.jsonl")) == _without_time(_records(tmp_path / "full" / "metrics.jsonl"))
+    logged = _without_time(_records(out / "metrics.jsonl"))
+    assert logged == _without_time(_records(tmp_path / "full" / "metrics.jsonl"))  # each step once, same values
     full, resumed = (read_safetensors(p / "vqvae" / "model.safetensors") for p in (tmp_path / "full", out))
     assert full.keys() == resumed.keys() and all(torch.equal(full[k], resumed[k]) for k in full)
 
@@ -241,8 +242,8 @@ def test_a_lock_held_by_a_live_process_or_by_this_one_still_refuses(tmp_path: Pa
     with pytest.raises(CheckpointSaveError, match=rf"another training process \(pid {os.getppid()}\)"):
         RunLock(tmp_path).__enter__()
     (tmp_path / ".lock").unlink()
-    with RunLock(tmp_path):  # held by this process now: a second trainer here is refused
-        with pytest.raises(CheckpointSaveError, match="another training run in this process"):
-            RunLock(tmp_path).__enter__()
+    # Held by this process now: a second trainer here is refused.
+    with RunLock(tmp_path), pytest.raises(CheckpointSaveError, match="another training run in this process"):
+        RunLock(tmp_path).__enter__()
     with RunLock(tmp_path):  # and released afterwards
         pass
