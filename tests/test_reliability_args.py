@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import discrete_latents.priors.base as prior_base
-import discrete_latents.validation as validation
+import discrete_latents._checks as validation
 from discrete_latents import VQVAE, CausalPrior, CausalPriorConfig, VQVAEConfig, VQVAEPipeline
-from discrete_latents.sampling import check_sampling_args, filter_logits, sample_logits
-from discrete_latents.validation import check_device, check_images, check_positive_int
+from discrete_latents._sampling import check_sampling_args, filter_logits, sample_logits
+from discrete_latents._checks import check_device, check_images, check_positive_int
 
 K = 16
 TINY_FLOAT = float(np.finfo(np.float32).smallest_subnormal)  # 1.4e-45: anything below rounds to 0 in float32
@@ -219,7 +219,7 @@ def test_check_images_converts_only_when_asked() -> None:
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.int64, torch.bool, torch.complex64])
 def test_images_of_other_kinds_are_refused_by_dtype(pipe: VQVAEPipeline, dtype: torch.dtype) -> None:
     with pytest.raises(TypeError, match=f"images: expected a float tensor .* got dtype {dtype}"):
-        pipe.vqvae.encode(torch.zeros(1, 1, 28, 28, dtype=dtype))
+        pipe.vqvae(torch.zeros(1, 1, 28, 28, dtype=dtype))
 
 
 def test_a_bfloat16_model_takes_float32_images() -> None:
