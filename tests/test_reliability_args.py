@@ -11,11 +11,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import discrete_latents.priors.base as prior_base
 import discrete_latents._checks as validation
+import discrete_latents.priors.base as prior_base
 from discrete_latents import VQVAE, CausalPrior, CausalPriorConfig, VQVAEConfig, VQVAEPipeline
-from discrete_latents._sampling import check_sampling_args, filter_logits, sample_logits
 from discrete_latents._checks import check_device, check_images, check_positive_int
+from discrete_latents._sampling import check_sampling_args, filter_logits, sample_logits
 
 K = 16
 TINY_FLOAT = float(np.finfo(np.float32).smallest_subnormal)  # 1.4e-45: anything below rounds to 0 in float32

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import discrete_latents.training.metrics_log as metrics_log
-from discrete_latents.errors import CheckpointSaveError
 from discrete_latents._safetensors import read_safetensors
+from discrete_latents.errors import CheckpointSaveError
 from discrete_latents.training import CheckpointManager, TrainConfig, Trainer
 from discrete_latents.training.checkpoint import RunLock
 from discrete_latents.training.metrics_log import MetricsLog
