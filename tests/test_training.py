@@ -187,7 +187,7 @@ def test_failed_save_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: 
 def test_a_second_trainer_on_the_same_folder_is_refused(train: Train, settings: Settings, tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
-    (out / ".lock").write_text(f"{os.uname().nodename}:{os.getpid()}")  # a live process holds it
+    (out / ".lock").write_text(f"{os.uname().nodename}:{os.getppid()}")  # a live process holds it: our parent
     with pytest.raises(CheckpointSaveError, match="in use"):
         train(out, stage="vqvae", vqvae_epochs=1)
 

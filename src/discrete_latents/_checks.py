@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
+from ._memory import available_memory
 from .errors import NonFiniteError
 
 # Registry keys and bundled pipeline names: never an import path such as "pkg.mod:Cls".
 NAME_PATTERN = re.compile(r"^[a-z0-9_][a-z0-9_.-]{0,63}$")
 
 
-def check_images(images: object, channels: int, size: int | None = None, name: str = "images") -> Tensor:
-    """Check ``images`` is a finite float tensor (B, channels, size, size) with B >= 1."""
+def check_images(images: object, channels: int, size: int | None = None, name: str = "images",
+                 dtype: torch.dtype | None = None) -> Tensor:
+    """Check ``images`` is a finite float tensor (B, channels, size, size) with B >= 1.
+
+    Float images of another precision (float64, float16, bfloat16) are converted to ``dtype``,
+    the model's, when it is given: a convolution refuses to mix them with its weights.
+    """
     if not isinstance(images, Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor of shape (B, {channels}, H, W), got {type(images).__name__}")
     if not images.is_floating_point():
         raise TypeError(f"{name}: expected a float tensor with values in [0, 1], got dtype {images.dtype}"
                         " (convert uint8 images with images.float() / 255)")
+    if dtype is not None and images.dtype != dtype:
+        images = images.to(dtype)
     expected = f"(B, {channels}, {size if size else 'H'}, {size if size else 'W'})"
     if images.ndim != 4:
         raise ValueError(f"{name}: expected shape {expected}, got {tuple(images.shape)}")
@@ -89,9 +98,31 @@ def check_labels(labels: object, num_classes: int, batch: int | None = None, nam
 
 
 def check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return value
+    """``value`` as a Python int >= 1: an int, a NumPy integer or a 0-d integer tensor; never a bool or float."""
+    if isinstance(value, Tensor) and value.ndim == 0 and not value.is_floating_point() and not value.is_complex() \
+            and value.dtype != torch.bool:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        shown = f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}" if isinstance(value, Tensor) \
+            else repr(value)
+        raise ValueError(f"{name}: expected a positive integer, got {shown}")
+    return int(value)
+
+
+def check_fits_in_memory(num_bytes: int, device: torch.device, name: str, what: str) -> None:
+    """Refuse a request whose result alone would not fit in the memory now free on ``device``.
+
+    A clear error before the work starts, instead of the allocator failing part-way (or the
+    system swapping for minutes). Devices whose free memory is unknown are not checked.
+    """
+    free = available_memory(device)
+    if free is not None and num_bytes > free:
+        raise ValueError(f"{name}: {what} need {_gigabytes(num_bytes)}, more than the {_gigabytes(free)} of memory"
+                         f" free on {device}; ask for less at a time")
+
+
+def _gigabytes(num_bytes: int) -> str:
+    return f"{num_bytes / 1e9:.3g} GB"
 
 
 def check_int(name: str, value: object, low: int) -> int:
@@ -119,3 +150,25 @@ def check_choice(name: str, value: object, choices: object) -> str:
     if value not in options:
         raise ValueError(f"{name}: expected one of {options}, got {value!r}")
     return value  # type: ignore[return-value]
+
+
+def check_device(name: object, what: str = "device") -> torch.device:
+    """``name`` as a ``torch.device`` that exists here: ``"garbage"``, or ``"cuda"`` without CUDA, is a
+    ``ValueError`` now rather than an error from deep in torch once work has started."""
+    if isinstance(name, torch.device):
+        device = name
+    else:
+        try:
+            device = torch.device(name)  # type: ignore[call-overload]
+        except (RuntimeError, TypeError, ValueError):
+            raise ValueError(f"{what}: {name!r} is not a device; expected cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ValueError(f"{what}: {name!r} needs CUDA, which this torch {torch.__version__} cannot use (built"
+                             " without CUDA, or no GPU visible); use cpu")
+        if device.index is not None and device.index >= count:
+            raise ValueError(f"{what}: {name!r} does not exist; {count} GPU(s) visible (cuda:0 to cuda:{count - 1})")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{what}: {name!r} needs Apple's Metal (MPS), which is not available here; use cpu")
+    return device

@@ -51,7 +51,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        discard(tmp)
         raise
     fsync_directory(path.parent)
 
@@ -151,6 +151,15 @@ def save_folder(target: str | os.PathLike[str], write: Callable[[Path], object],
         shutil.rmtree(replaced, ignore_errors=True)
     fsync_directory(target.parent)
     return target
+
+
+def discard(path: Path) -> None:
+    """Remove a temporary file if it is there. A failure is ignored: cleanup after a failed write
+    must never replace the error that made it necessary (a full disk, say) with its own."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def dumps_json(obj: Any) -> str:

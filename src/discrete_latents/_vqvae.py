@@ -75,7 +75,9 @@ class VQVAE(nn.Module, PretrainedModel):
         return self.quantizer.codebook_size
 
     def _check(self, images: object) -> Tensor:
-        return check_images(images, self.config.in_channels, self.config.image_size)
+        # Images of another float precision are converted to the weights' (convolutions refuse a mix).
+        dtype = next((p.dtype for p in self.parameters() if p.is_floating_point()), None)
+        return check_images(images, self.config.in_channels, self.config.image_size, dtype=dtype)
 
     def forward(self, images: Tensor) -> VQVAEOutput:
         """Reconstruct images through the codes.

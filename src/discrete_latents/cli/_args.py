@@ -8,6 +8,7 @@ field. Nothing is evaluated or imported.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import sys
@@ -79,3 +80,29 @@ def build_config(config_class: type[C], args: list[str], settings_file: str | No
     data.update(parse_overrides(config_class, args))
     data = {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
     return config_class.from_dict(json.loads(json.dumps(data)))
+
+
+# argparse types: a bad value is reported when the command line is parsed, before any work.
+def positive_int(text: str) -> int:
+    """An integer >= 1 (``--num-samples``, ``--num``, ``--nrow``, ``--top-k``)."""
+    return _int_in_range(text, 1, None, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (``--limit``, where 0 means all); a negative one is never used as a slice."""
+    return _int_in_range(text, 0, None, "an integer >= 0")
+
+
+def seed(text: str) -> int:
+    """A seed a ``torch.Generator`` accepts: an integer in [0, 2**64)."""
+    return _int_in_range(text, 0, 2**64 - 1, "an integer in [0, 2**64)")
+
+
+def _int_in_range(text: str, low: int, high: int | None, expected: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if value < low or (high is not None and value > high):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+    return value

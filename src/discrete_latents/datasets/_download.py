@@ -28,7 +28,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .. import __version__
-from .._files import fsync_directory
+from .._files import discard, fsync_directory
 from ..errors import ChecksumMismatchError, DownloadError
 
 CHUNK_BYTES = 1 << 20
@@ -239,7 +239,7 @@ def _fetch_once(
         except OSError as err:
             raise _LocalWriteError(err) from None
     except BaseException:
-        part.unlink(missing_ok=True)
+        discard(part)
         raise
     fsync_directory(dest.parent)
 

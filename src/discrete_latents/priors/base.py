@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from .._checks import check_indices, check_labels, check_positive_int
+from .._checks import check_fits_in_memory, check_indices, check_labels, check_positive_int
 from .._configs import Config, PriorConfig
 from .._metrics import bits_per_image
 from .._outputs import PriorOutput
@@ -19,6 +19,11 @@ from .._registry import Registry
 from .._sampling import check_sampling_args, sample_logits
 from .._saving import PretrainedModel
 from ..errors import NonFiniteError, PluginLoadError, UnknownComponentError
+
+# Rows sampled together: bounds the sampling state (a transformer's key/value cache, 160 MB per
+# 1,024 rows for the MNIST prior) whatever N is; at most this many rows draw exactly as one batch.
+SAMPLE_CHUNK = 1024
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
 class BasePrior(nn.Module, PretrainedModel, ABC):
@@ -225,6 +230,9 @@ class BasePrior(nn.Module, PretrainedModel, ABC):
         if self.num_classes == 0 and guidance_scale != 1.0:
             raise ValueError(f"guidance_scale: classifier-free guidance needs a class-conditional prior; got"
                              f" guidance_scale={guidance_scale!r} for an unconditional one (use 1.0)")
+        device = next(self.parameters()).device
+        check_fits_in_memory(num_samples * self.num_codes * 8, device, "num_samples",
+                             f"{num_samples} code grids of {self.grid_size[0]}x{self.grid_size[1]}")
         if labels is None and self.num_classes:
             if self.config.label_dropout == 0:  # never saw "no label": the caller must say which classes
                 raise ValueError(f"labels: this prior is conditional on {self.num_classes} classes and was built"
@@ -233,34 +241,48 @@ class BasePrior(nn.Module, PretrainedModel, ABC):
             if guidance_scale != 0.0:
                 labels = self.draw_labels(num_samples, generator)
         cond = self._condition(labels, num_samples)  # still None: the "no label" id (guidance 0)
-        guided = False
-        if cond is not None and labels is not None and guidance_scale != 1.0:
-            if self.config.label_dropout == 0:
-                raise ValueError("guidance_scale: guidance needs a prior trained with label dropout > 0")
-            # One batch: N conditional rows, then the same N rows with the "no label" id.
-            cond, guided = torch.cat([cond, torch.full_like(cond, self.null_label)]), True
-        device = next(self.parameters()).device
-        batch = num_samples * (2 if guided else 1)
+        guided = cond is not None and labels is not None and guidance_scale != 1.0
+        if guided and self.config.label_dropout == 0:
+            raise ValueError("guidance_scale: guidance needs a prior trained with label dropout > 0")
         # Made outside inference mode so the result is an ordinary tensor (usable in training).
-        codes = torch.zeros(batch, self.num_codes, dtype=torch.long, device=device)
+        codes = torch.empty(num_samples, self.num_codes, dtype=torch.long, device=device)
         was_training = self.training
         self.eval()
         try:
             with torch.inference_mode():  # lighter than no_grad: less bookkeeping per operation
-                state = self._start_sampling(batch, cond, use_cache)
-                for position in range(self.num_codes):
-                    logits = self._next_logits(codes, position, cond, state)
-                    if not bool(torch.isfinite(logits).all()):  # else a NaN silently becomes some code
-                        raise NonFiniteError(f"sample: the prior produced NaN or infinite logits at position"
-                                             f" {position}; check its weights")
-                    if guided:  # Ho & Salimans 2022 (arXiv 2207.12598): u + s * (c - u)
-                        conditional, unconditional = logits.float().chunk(2)
-                        logits = unconditional + guidance_scale * (conditional - unconditional)
-                    nxt = sample_logits(logits, temperature, top_k, top_p, generator)
-                    codes[:, position] = nxt.repeat(2) if guided else nxt
+                # In chunks, so the sampling state (a key/value cache) stays bounded for any N.
+                for start in range(0, num_samples, SAMPLE_CHUNK):
+                    stop = min(start + SAMPLE_CHUNK, num_samples)
+                    part = None if cond is None else cond[start:stop]
+                    codes[start:stop] = self._sample_chunk(stop - start, part, guided, temperature, top_k, top_p,
+                                                           guidance_scale, generator, use_cache)
         finally:
             self.train(was_training)
-        return rearrange(codes[:num_samples], "n (h w) -> n h w", h=self.grid_size[0])
+        return rearrange(codes, "n (h w) -> n h w", h=self.grid_size[0])
+
+    def _sample_chunk(self, num_samples: int, cond: Tensor | None, guided: bool, temperature: float,
+                      top_k: int | None, top_p: float | None, guidance_scale: float,
+                      generator: torch.Generator | None, use_cache: bool) -> Tensor:
+        """(N, h*w) codes drawn position by position; the arguments are checked already."""
+        if guided and cond is not None:  # one batch: N conditional rows, then the same N with "no label"
+            cond = torch.cat([cond, torch.full_like(cond, self.null_label)])
+        batch = num_samples * (2 if guided else 1)
+        codes = torch.zeros(batch, self.num_codes, dtype=torch.long, device=next(self.parameters()).device)
+        state = self._start_sampling(batch, cond, use_cache)
+        for position in range(self.num_codes):
+            logits = self._next_logits(codes, position, cond, state)
+            if not bool(torch.isfinite(logits).all()):  # else a NaN silently becomes some code
+                raise NonFiniteError(f"sample: the prior produced NaN or infinite logits at position"
+                                     f" {position}; check its weights")
+            if guided:  # Ho & Salimans 2022 (arXiv 2207.12598): u + s * (c - u)
+                # On log-probabilities, some code has c >= u, so a huge s cannot send every logit to
+                # -inf; s is capped to a float32 number, else an infinite s times c - u = 0 is NaN.
+                conditional, unconditional = logits.float().log_softmax(-1).chunk(2)
+                scale = max(-FLOAT32_MAX, min(FLOAT32_MAX, guidance_scale))
+                logits = unconditional + scale * (conditional - unconditional)
+            nxt = sample_logits(logits, temperature, top_k, top_p, generator)
+            codes[:, position] = nxt.repeat(2) if guided else nxt
+        return codes[:num_samples]
 
 
 PRIORS: Registry[type[BasePrior]] = Registry("priors", BasePrior, "discrete_latents.priors")

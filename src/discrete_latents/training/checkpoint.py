@@ -13,6 +13,7 @@ import hashlib
 import os
 import shutil
 import socket
+import stat
 import uuid
 import warnings
 from pathlib import Path
@@ -176,7 +177,12 @@ class CheckpointManager:
 
 
 class RunLock:
-    """Refuses a second trainer on the same output folder (a PID + host lock file)."""
+    """Refuses a second trainer on the same output folder (a PID + host lock file).
+
+    A lock is stale, and is replaced, when its process is gone, or when it names this very
+    process without this process holding it: a container restarted with the same pid finds the
+    lock of its previous life. A folder or other non-file in the lock's place is cleared too.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / ".lock"
@@ -184,23 +190,60 @@ class RunLock:
 
     def __enter__(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            holder = self.path.read_text().strip() if self.path.exists() else ""
-            host, _, pid = holder.partition(":")
-            if host == socket.gethostname() and pid.isdigit() and _alive(int(pid)):
-                raise CheckpointSaveError(f"{self.path.parent} is in use by another training process (pid {pid});"
-                                          " stop it or choose another out_dir") from None
-            self.path.unlink(missing_ok=True)  # stale lock of a process that died
-            return self.__enter__()
-        with os.fdopen(fd, "w") as handle:
-            handle.write(self.owner)
-        return self
+        for _ in range(3):  # each retry follows the removal of a stale lock; racing trainers may re-create it
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                self._clear_stale()
+                continue
+            with os.fdopen(fd, "w") as handle:
+                handle.write(self.owner)
+            _HELD.add(self._key)
+            return self
+        raise CheckpointSaveError(f"could not take the lock {self.path}: another process keeps re-creating it")
 
     def __exit__(self, *exc: object) -> None:
-        if self.path.exists() and self.path.read_text().strip() == self.owner:
-            self.path.unlink()
+        _HELD.discard(self._key)
+        if self._holder() == self.owner:
+            self.path.unlink(missing_ok=True)
+
+    @property
+    def _key(self) -> str:
+        return os.path.realpath(self.path)
+
+    def _holder(self) -> str | None:
+        """The lock file's ``host:pid`` text; ``None`` if it is absent, or is no regular file."""
+        try:
+            if not stat.S_ISREG(os.lstat(self.path).st_mode):
+                return None
+            return self.path.read_bytes().decode("utf-8", "replace").strip()
+        except OSError:
+            return None
+
+    def _clear_stale(self) -> None:
+        """Remove the lock unless a live process holds it (then raise)."""
+        if self.path.is_dir() and not self.path.is_symlink():
+            warnings.warn(f"removing the folder {self.path}: the run's lock file belongs there", RuntimeWarning,
+                          stacklevel=3)
+            try:
+                shutil.rmtree(self.path)
+            except OSError as err:
+                raise CheckpointSaveError(f"{self.path} is a folder where the run's lock file belongs, and it could"
+                                          f" not be removed: {err}") from err
+            return
+        holder = self._holder() or ""
+        host, _, pid = holder.partition(":")
+        if host == socket.gethostname() and pid.isdigit():
+            if int(pid) == os.getpid() and self._key in _HELD:
+                raise CheckpointSaveError(f"{self.path.parent} is in use by another training run in this process;"
+                                          " choose another out_dir")
+            if int(pid) != os.getpid() and _alive(int(pid)):
+                raise CheckpointSaveError(f"{self.path.parent} is in use by another training process (pid {pid});"
+                                          " stop it or choose another out_dir")
+        self.path.unlink(missing_ok=True)  # stale: its process died, or it is this pid's from an earlier life
+
+
+_HELD: set[str] = set()  # lock files this process holds now (real paths)
 
 
 def _alive(pid: int) -> bool:

@@ -72,3 +72,14 @@ class TrainConfig(Config):
         self._require(self.weight_decay >= 0, "weight_decay", ">= 0")
         self._require(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "a ratio in [0, 1]")
         self._require(self.grad_clip >= 0, "grad_clip", ">= 0")
+        # Each epoch's shuffle is seeded with seed * 1009 + epoch, which must stay a 64-bit seed.
+        self._require(self.seed < 2**32, "seed", "an integer in [0, 2**32)")
+        # The model configs are checked now, not when their stage starts: a typo in prior_overrides
+        # would otherwise surface only after stage 1 has trained.
+        from .._presets import prior_preset, vqvae_preset
+
+        for field_name, preset in (("vqvae_overrides", vqvae_preset(self.preset)),
+                                   ("prior_overrides", prior_preset(self.prior_preset))):
+            overrides = getattr(self, field_name)
+            if overrides:
+                type(preset).from_dict({**preset.to_dict(), **overrides}, source=f"{type(self).__name__}.{field_name}")

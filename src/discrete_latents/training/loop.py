@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from .. import _distributed as distributed
 from .._configs import PriorConfig
-from .._files import atomic_write_bytes, read_json, write_json
+from .._files import read_json, write_json
 from .._pipeline import VQVAEPipeline, check_compatible
 from .._presets import prior_preset, vqvae_preset
 from .._safetensors import fingerprint, read_metadata, read_safetensors, write_safetensors
@@ -49,6 +49,7 @@ from .checkpoint import (
 from .config import TrainConfig
 from .data import load_split
 from .evaluate import evaluate_prior, evaluate_vqvae
+from .metrics_log import MetricsLog
 from .process import StopFlag, pick_device, training_process
 
 RUN_NAME = "run.json"
@@ -90,6 +91,7 @@ class Trainer:
                             for stage in ("vqvae", "prior")}
         self.log = log or (lambda message: print(message, file=sys.stderr, flush=True))
         self._stop = StopFlag()
+        self.metrics_log = MetricsLog(self.out / "metrics.jsonl", note=self.log)
         self._resume_state: dict[str, Any] | None = None
         self._resume_files: dict[str, dict[str, Tensor]] = {}
 
@@ -400,18 +402,12 @@ class Trainer:
 
     def _log_metrics(self, record: dict[str, Any]) -> None:
         if self.is_main:
-            record["time"] = round(time.time(), 3)
-            with open(self.out / "metrics.jsonl", "a") as handle:
-                handle.write(json.dumps(record, allow_nan=True) + "\n")
+            self.metrics_log.append(record)
 
     def _truncate_log(self, stage: str, step: int) -> None:
         """Drop log lines written after the checkpoint being resumed, so each step appears once."""
-        path = self.out / "metrics.jsonl"
-        if not (self.is_main and path.is_file()):
-            return
-        kept = [line for line in path.read_text().splitlines()
-                if not (f'"stage": "{stage}"' in line and json.loads(line)["step"] > step)]
-        atomic_write_bytes(path, "".join(f"{line}\n" for line in kept).encode())
+        if self.is_main:
+            self.metrics_log.truncate_after(stage, step)
 
     def _save_grid(self, images: Tensor, name: str, nrow: int = 8) -> None:
         from ..images import save_grid

@@ -17,13 +17,14 @@ from pathlib import Path
 import torch
 
 from .. import _distributed as distributed
+from .._checks import check_device
 from .checkpoint import RunLock
 
 
 def pick_device(name: str) -> torch.device:
     """``"auto"`` picks CUDA, then Apple MPS, then the CPU."""
     if name != "auto":
-        return torch.device(name)
+        return check_device(name, "device")  # "garbage" or an absent GPU fails here, before any work
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
