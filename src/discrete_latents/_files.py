@@ -7,6 +7,7 @@ rename. A crash leaves either the previous file or folder or the new one, never 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import math
@@ -87,7 +88,8 @@ def _switch(staging: Path, target: Path) -> Path | None:
     try:
         os.rename(staging, target)
     except BaseException:
-        os.rename(backup, target)
+        with contextlib.suppress(OSError):  # never mask the first error; the next save restores the backup
+            os.rename(backup, target)
         raise
     return backup
 
