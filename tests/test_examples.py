@@ -23,7 +23,6 @@ import torch
 from PIL import Image
 
 from discrete_latents import VQVAE, CausalPrior, CausalPriorConfig, VQVAEConfig, VQVAEPipeline
-from discrete_latents._pretrained import available_pretrained
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -316,7 +315,6 @@ def test_sample_digit_draws_the_chosen_class_into_a_grid(tiny_pipeline: Path, tm
         example.main(digit=10, num_samples=2, out=str(tmp_path / "x.png"), pipeline=str(tiny_pipeline))
 
 
-@pytest.mark.skipif("mnist" not in available_pretrained(), reason="the bundled mnist pipeline is not installed")
 def test_sample_digit_from_the_bundled_pipeline(tmp_path: Path) -> None:
     example = load_example("sample_digit")
     out = tmp_path / "sevens.png"

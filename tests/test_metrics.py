@@ -22,6 +22,13 @@ def test_perplexity_and_codes_used_of_histograms() -> None:
     assert perplexity(torch.full((100,), 7)) == pytest.approx(100.0)
     assert perplexity(torch.tensor([5, 0, 0, 0])) == pytest.approx(1.0)
     assert perplexity(torch.tensor([1, 1, 0, 0])) == pytest.approx(2.0)
+    # p = (1/2, 1/4, 1/4): H = 1.5 ln 2 nats, so exp(H) = 2 ** 1.5 = 2.8284271
+    assert float(perplexity(torch.tensor([2, 1, 1]))) == pytest.approx(2.8284271, abs=1e-6)
+    # p = (3/4, 1/4): H = -(0.75 ln 0.75 + 0.25 ln 0.25) = 0.5623351 nats, exp(H) = 1.7547654
+    assert float(perplexity(torch.tensor([3.0, 1.0]))) == pytest.approx(1.7547654, abs=1e-6)
+    # counts in the millions lose nothing to float32 rounding: p = (0.9, 0.1) exactly
+    assert float(perplexity(torch.tensor([9_000_000, 1_000_000]))) == pytest.approx(
+        1.3841455, abs=1e-6)  # exp(-(0.9 ln 0.9 + 0.1 ln 0.1)) = exp(0.3250830)
     assert codes_used(torch.tensor([3, 0, 1, 0])) == 2
 
 

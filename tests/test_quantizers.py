@@ -418,6 +418,27 @@ def test_ema_code_never_used_stays_finite() -> None:
     assert bool(torch.isfinite(out.quantized).all()) and bool(torch.isfinite(out.loss))
 
 
+def test_one_ema_step_matches_appendix_a1_by_hand() -> None:
+    """Two codes in 1-D at 0 and 10, counts 1, decay 0.75; three inputs 1, 2 and 9.
+
+    Assignments: 1 and 2 to code 0, 9 to code 1, so n = (2, 1) and the sums are (3, 9).
+    N = 0.75 * (1, 1) + 0.25 * (2, 1) = (1.25, 1.0); m = 0.75 * (0, 10) + 0.25 * (3, 9) = (0.75, 9.75);
+    e = m / N = (0.6, 9.75) (Laplace smoothing with eps = 1e-9 moves it by under 1e-8).
+    The commitment loss uses the codes before the update: ((1 - 0)^2 + (2 - 0)^2 + (9 - 10)^2) / 3 = 2.
+    """
+    q = QUANTIZERS.create("vq_ema", dim=1, codebook_size=2, decay=0.75, eps=1e-9, beta=0.25).train()
+    with torch.no_grad():
+        q.weight.copy_(torch.tensor([[0.0], [10.0]]))
+        q.embed_sum.copy_(torch.tensor([[0.0], [10.0]]))
+        q.cluster_size.fill_(1.0)
+    out = q(torch.tensor([1.0, 2.0, 9.0]).view(1, 1, 1, 3))
+    assert out.indices.flatten().tolist() == [0, 0, 1]
+    assert float(out.commitment_loss) == pytest.approx(2.0) and float(out.loss) == pytest.approx(0.5)
+    assert q.cluster_size.tolist() == pytest.approx([1.25, 1.0], abs=1e-7)
+    assert q.embed_sum.flatten().tolist() == pytest.approx([0.75, 9.75], abs=1e-6)
+    assert q.weight.flatten().tolist() == pytest.approx([0.6, 9.75], abs=1e-6)
+
+
 def test_ema_follows_the_data_and_has_no_codebook_loss() -> None:
     q = QUANTIZERS.create("vq_ema", dim=DIM, codebook_size=16, decay=0.9).train()
     z = gaussians(16)

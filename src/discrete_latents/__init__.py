@@ -1,6 +1,6 @@
 """discrete_latents: VQ-VAEs and priors over their codes, composable and on the Hugging Face Hub."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from ._configs import CausalPriorConfig as CausalPriorConfig
 from ._configs import Config as Config

@@ -2,9 +2,9 @@
 
 A config is plain data: it names components by registry key and never by import path, so a
 config file can never choose code to run. Construction checks every field's type and range;
-:meth:`Config.from_dict` also rejects unknown and missing keys.
+`Config.from_dict` also rejects unknown and missing keys.
 
-Example:
+Examples:
     >>> cfg = VQVAEConfig(channels=(8, 16))
     >>> VQVAEConfig.from_dict(cfg.to_dict()) == cfg
     True
@@ -155,7 +155,7 @@ class Config:
         return Config._hints[cls]
 
     def validate(self) -> None:
-        """Range checks of a subclass; raise :class:`ConfigError` through :meth:`_require`."""
+        """Range checks of a subclass; raise `ConfigError` through `_require`."""
 
     def _require(self, condition: bool, name: str, expected: str) -> None:
         if not condition:
@@ -224,7 +224,7 @@ class Config:
 
     @classmethod
     def load(cls: type[C], path: str | Path) -> C:
-        """Read a config written by :meth:`save`, strictly."""
+        """Read a config written by `save`, strictly."""
         return cls.from_dict(read_json(path), source=str(path))
 
 
@@ -239,7 +239,7 @@ def check_component_name(config: Config, name: str) -> None:
 
 @dataclass(frozen=True)
 class VQVAEConfig(Config):
-    """Configuration of a :class:`~discrete_latents.VQVAE`.
+    """Configuration of a `VQVAE`.
 
     The defaults are the seed's model as it describes it: 1x28x28 images, two 2x2 stride-2
     down-samplings (widths 64 and 128) to a 7x7 grid, one residual block, 100 codes of 32
@@ -309,7 +309,7 @@ class PriorConfig(Config):
 
 @dataclass(frozen=True)
 class CausalPriorConfig(PriorConfig):
-    """Configuration of :class:`~discrete_latents.CausalPrior`; defaults are the seed's 128/8/3."""
+    """Configuration of `CausalPrior`; defaults are the seed's 128/8/3."""
 
     n_layer: int = 3
     n_head: int = 8
@@ -328,7 +328,7 @@ class CausalPriorConfig(PriorConfig):
 
 @dataclass(frozen=True)
 class PixelCNNPriorConfig(PriorConfig):
-    """Configuration of :class:`~discrete_latents.PixelCNNPrior` (gated PixelCNN, arXiv 1606.05328)."""
+    """Configuration of `PixelCNNPrior` (gated PixelCNN, arXiv 1606.05328)."""
 
     hidden_channels: int = 128
     n_layer: int = 8  # gated layers after the first masked 7x7 layer

@@ -13,7 +13,7 @@ from ._registry import DECODERS
 
 @DECODERS.register("conv")
 class Decoder(nn.Module):
-    """The mirror of :class:`~discrete_latents.Encoder`: 1x1 projection, residual blocks, then
+    """The mirror of `Encoder`: 1x1 projection, residual blocks, then
     2x2 stride-2 transposed convolutions back to full resolution.
 
     With the defaults: (B, 32, 7, 7) -> 14x14 -> (B, 1, 28, 28).
@@ -25,7 +25,7 @@ class Decoder(nn.Module):
         num_res_blocks: residual blocks at the lowest resolution. Default 1.
         norm_groups: GroupNorm groups in the residual blocks. Default 8.
 
-    Example:
+    Examples:
         >>> import torch
         >>> Decoder(channels=(8, 16))(torch.rand(2, 32, 7, 7)).shape
         torch.Size([2, 1, 28, 28])

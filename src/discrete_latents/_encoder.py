@@ -26,7 +26,7 @@ class Encoder(nn.Module):
         num_res_blocks: residual blocks at the lowest resolution. Default 1.
         norm_groups: GroupNorm groups in the residual blocks. Default 8.
 
-    Example:
+    Examples:
         >>> import torch
         >>> Encoder(channels=(8, 16))(torch.rand(2, 1, 28, 28)).shape
         torch.Size([2, 32, 7, 7])

@@ -1,7 +1,7 @@
 """Crash-safe file and folder writes, and the one strict JSON reader.
 
 A file write goes to a temporary sibling, is flushed to disk, then renamed over the final name;
-a folder save (:func:`save_folder`) is written whole beside its target and switched in with one
+a folder save (`save_folder`) is written whole beside its target and switched in with one
 rename. A crash leaves either the previous file or folder or the new one, never half of either.
 """
 
@@ -118,7 +118,7 @@ def save_folder(target: str | os.PathLike[str], write: Callable[[Path], object],
         written_names: top-level names a save may leave in ``target``; anything else there is refused.
 
     Returns:
-        ``target`` as a :class:`~pathlib.Path`.
+        ``target`` as a `Path`.
 
     Raises:
         NotADirectoryError: ``target`` is a file.
@@ -244,7 +244,7 @@ def loads_json(text: str | bytes, source: str = "<string>", max_bytes: int = MAX
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
-    """Read a JSON file strictly (see :func:`loads_json`); a missing file is a ``ConfigError``."""
+    """Read a JSON file strictly (see `loads_json`); a missing file is a ``ConfigError``."""
     path = Path(path)
     try:
         info = path.stat()

@@ -1,10 +1,10 @@
 """Where saved models live: local folders and Hugging Face Hub repos.
 
-A name is resolved the same way everywhere (:func:`resolve`): an existing local folder is read
+A name is resolved the same way everywhere (`resolve`): an existing local folder is read
 from disk; anything else must be a valid Hub repo id (``"user/name"``), checked before any I/O,
 and is fetched with ``huggingface_hub.snapshot_download``, which reads the Hugging Face cache
 without network access when ``HF_HUB_OFFLINE=1`` or ``local_files_only=True``. An upload
-(:func:`upload_folder`) sends a saved folder's files byte for byte in one commit.
+(`upload_folder`) sends a saved folder's files byte for byte in one commit.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def resolve(name_or_path: str | os.PathLike[str], patterns: list[str], *, revisi
         cache_dir, local_files_only, token, force_download: as in ``huggingface_hub``.
 
     Returns:
-        A :class:`PretrainedSource` with the folder to read and, for a repo, the resolved commit.
+        A `PretrainedSource` with the folder to read and, for a repo, the resolved commit.
 
     Raises:
         TypeError: ``name_or_path`` is neither a string nor a path.
@@ -113,7 +113,7 @@ def resolve(name_or_path: str | os.PathLike[str], patterns: list[str], *, revisi
         huggingface_hub.errors.LocalEntryNotFoundError: offline (``HF_HUB_OFFLINE=1`` or
             ``local_files_only``) and the repo is not in the cache; the message says which.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     resolve(tmp, ["config.json"]).commit is None

@@ -40,7 +40,7 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
-    """A 2x2 stride-2 transposed convolution, the mirror of :class:`Downsample`."""
+    """A 2x2 stride-2 transposed convolution, the mirror of `Downsample`."""
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()

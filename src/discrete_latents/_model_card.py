@@ -53,7 +53,7 @@ def check_metadata(metadata: object, source: str = "metadata") -> dict[str, Any]
     Raises:
         ConfigError: naming ``source``, the key and what is wrong.
 
-    Example:
+    Examples:
         >>> check_metadata({"preset": "mnist", "metrics": {"psnr_db": 23.1}})
         {'metrics': {'psnr_db': 23.1}, 'preset': 'mnist'}
     """
@@ -177,7 +177,7 @@ def model_card(components: Mapping[str, tuple[Any, str]], *, metadata: Mapping[s
         repo_id: shown in the usage snippet (a placeholder when unknown).
         samples: file name of an image grid saved next to the card, or ``None``.
 
-    Example:
+    Examples:
         >>> from discrete_latents import VQVAE, VQVAEConfig
         >>> card = model_card({"vqvae": (VQVAE(VQVAEConfig(channels=(8, 16))), "vqvae")},
         ...                   metadata={"metrics": {"psnr_db": 20.5}})

@@ -33,14 +33,14 @@ class QuantizerOutput(NamedTuple):
 
 
 class VQVAEOutput(NamedTuple):
-    """What :meth:`VQVAE.forward` returns.
+    """What `VQVAE.forward` returns.
 
     Attributes:
         reconstruction: (B, C, H, W) decoded images clamped to [0, 1]; the clamp passes
             gradients straight through, so a reconstruction loss sees the returned images' error.
         indices: the quantizer's indices.
         loss: scalar quantizer loss (add the reconstruction loss to train).
-        quantizer: the full :class:`QuantizerOutput`.
+        quantizer: the full `QuantizerOutput`.
     """
 
     reconstruction: Tensor

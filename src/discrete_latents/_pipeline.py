@@ -31,7 +31,6 @@ from torch import Tensor, nn
 from ._checks import NAME_PATTERN
 from ._files import read_json, save_folder, write_json
 from ._hub import (
-    COMMIT_MESSAGE,
     CONFIG_NAME,
     README_NAME,
     SAMPLES_NAME,
@@ -42,7 +41,7 @@ from ._hub import (
     resolve,
 )
 from ._model_card import check_metadata, model_card
-from ._saving import push_saved
+from ._saving import Shareable
 from ._vqvae import VQVAE
 from .errors import ConfigError, PluginLoadError, UnknownComponentError
 from .images import grid_png
@@ -78,7 +77,7 @@ def check_compatible(vqvae: object, prior: object) -> None:
     """Raise if ``prior`` cannot model the codes of ``vqvae``.
 
     Raises:
-        TypeError: not a :class:`~discrete_latents.VQVAE` / :class:`~discrete_latents.BasePrior`.
+        TypeError: not a `VQVAE` / `BasePrior`.
         ConfigError: (a ``ValueError``) codebook sizes or grids differ, or the quantizer emits
             more than one code per grid cell.
     """
@@ -166,12 +165,12 @@ def parse_index(data: object, source: str) -> tuple[type[BasePrior], dict[str, A
     return classes["prior"], metadata
 
 
-class VQVAEPipeline:
+class VQVAEPipeline(Shareable):
     """A VQ-VAE and a prior over its code grids: generate, encode, decode, save and load together.
 
     Args:
-        vqvae: a :class:`~discrete_latents.VQVAE` whose quantizer gives one code per grid cell.
-        prior: a registered :class:`~discrete_latents.BasePrior` with the VQ-VAE's
+        vqvae: a `VQVAE` whose quantizer gives one code per grid cell.
+        prior: a registered `BasePrior` with the VQ-VAE's
             ``codebook_size`` and ``grid_size``.
         metadata: optional JSON object shown in the model card and stored in ``pipeline.json``:
             ``preset``, ``dataset``, ``description``, ``training`` (settings), ``metrics``.
@@ -180,7 +179,7 @@ class VQVAEPipeline:
         TypeError: a component of the wrong type.
         ConfigError: (a ``ValueError``) the components do not fit together, or bad metadata.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from discrete_latents import VQVAE, VQVAEConfig, CausalPrior, CausalPriorConfig
         >>> vqvae = VQVAE(VQVAEConfig(channels=(8, 16), quantizer_kwargs={"codebook_size": 16}))
@@ -202,7 +201,7 @@ class VQVAEPipeline:
     def from_preset(cls, name: str) -> VQVAEPipeline:
         """An untrained VQ-VAE and prior from the presets of one name (``"mnist"``, ``"cifar10"``).
 
-        Example:
+        Examples:
             >>> VQVAEPipeline.from_preset("mnist").prior.grid_size
             (7, 7)
         """
@@ -265,13 +264,13 @@ class VQVAEPipeline:
             labels: (N,) int64 classes for a class-conditional prior; ``None`` = any class (a
                 conditional prior draws them by their training-set frequencies).
             guidance_scale: classifier-free guidance; 1 is plain conditional sampling, 0 the
-                prior's "no label" mode (see :meth:`~discrete_latents.BasePrior.sample`).
+                prior's "no label" mode (see `sample`).
             generator: a ``torch.Generator`` on the prior's device, for reproducible samples.
 
         Returns:
             (N, C, H, W) float images in [0, 1], on the VQ-VAE's device.
 
-        Example:
+        Examples:
             >>> images = pipe.generate(16, labels=torch.arange(16) % 10,
             ...                        generator=torch.Generator().manual_seed(0))  # doctest: +SKIP
         """
@@ -283,9 +282,9 @@ class VQVAEPipeline:
 
     @torch.no_grad()
     def __call__(self, num_samples: int, **kwargs: Any) -> Tensor:
-        """Same as :meth:`generate` (inference only, no gradients).
+        """Same as `generate` (inference only, no gradients).
 
-        Example:
+        Examples:
             >>> images = pipe(4, temperature=0.9, top_k=50)  # doctest: +SKIP
         """
         # 1. Sample codes and decode them (see generate).
@@ -297,7 +296,7 @@ class VQVAEPipeline:
 
         ``batch_size`` encodes a large set (a whole dataset) that many images at a time.
 
-        Example:
+        Examples:
             >>> codes = pipe.encode(torch.rand(2, 1, 28, 28))  # doctest: +SKIP
         """
         with _eval_mode(self.vqvae):
@@ -307,7 +306,7 @@ class VQVAEPipeline:
     def decode(self, indices: Tensor) -> Tensor:
         """Code ids (B, h, w) in [0, K) -> images (B, C, H, W) in [0, 1].
 
-        Example:
+        Examples:
             >>> images = pipe.decode(torch.zeros(2, 7, 7, dtype=torch.long))  # doctest: +SKIP
         """
         with _eval_mode(self.vqvae):
@@ -317,7 +316,7 @@ class VQVAEPipeline:
     def reconstruct(self, images: Tensor) -> Tensor:
         """Encode then decode: (B, C, H, W) in [0, 1] -> the same shape in [0, 1].
 
-        Example:
+        Examples:
             >>> recon = pipe.reconstruct(torch.rand(2, 1, 28, 28))  # doctest: +SKIP
         """
         # 1. Images -> codes -> images.
@@ -326,7 +325,7 @@ class VQVAEPipeline:
     def card_images(self, seed: int = 0, num_samples: int = 16) -> Tensor:
         """Seeded samples for a model card (one column per class for a conditional prior).
 
-        Example:
+        Examples:
             >>> pipe.save_pretrained("mnist-pipeline", images=pipe.card_images())  # doctest: +SKIP
         """
         classes = self.prior.num_classes
@@ -359,15 +358,15 @@ class VQVAEPipeline:
         Args:
             save_directory: the folder (created if needed; it may hold only an earlier save).
             metadata: shown in the model card and stored in ``pipeline.json``; default the
-                pipeline's own :attr:`metadata`.
+                pipeline's own `metadata`.
             images: (B, C, H, W) in [0, 1] saved as ``samples.png`` for the card, e.g.
-                :meth:`card_images`.
+                `card_images`.
             repo_id: the Hub repo the card's usage snippet names.
 
         Returns:
             The folder.
 
-        Example:
+        Examples:
             >>> pipe.save_pretrained("mnist-pipeline", images=pipe.card_images())  # doctest: +SKIP
             >>> VQVAEPipeline.from_pretrained("mnist-pipeline")  # doctest: +SKIP
         """
@@ -395,38 +394,13 @@ class VQVAEPipeline:
 
         return save_folder(save_directory, write, PIPELINE_FILES)
 
-    def push_to_hub(self, repo_id: str, *, metadata: Mapping[str, Any] | None = None, images: Tensor | None = None,
-                    private: bool | None = False, token: str | bool | None = None,
-                    commit_message: str = COMMIT_MESSAGE, commit_description: str | None = None,
-                    branch: str | None = None, create_pr: bool | None = None) -> Any:
-        """Upload what :meth:`save_pretrained` writes to a Hub model repo, in one commit.
-
-        Args:
-            repo_id: ``"user/name"`` (created if missing; an existing repo is reused).
-            metadata, images: as in :meth:`save_pretrained`.
-            private: create the repo as private. Default False.
-            token: a Hub token; default the logged-in one.
-            commit_message, commit_description: of the commit.
-            branch: branch to commit to (default ``main``).
-            create_pr: open a pull request instead.
-
-        Returns:
-            The ``huggingface_hub.CommitInfo`` of the commit.
-
-        Example:
-            >>> pipe.push_to_hub("me/mnist-vqvae", images=pipe.card_images())  # doctest: +SKIP
-        """
-        return push_saved(self, repo_id, dict(metadata=metadata, images=images),
-                          dict(private=private, token=token, commit_message=commit_message,
-                               commit_description=commit_description, branch=branch, create_pr=create_pr))
-
     # loading -------------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike[str], *, revision: str | None = None,
                         cache_dir: str | os.PathLike[str] | None = None, local_files_only: bool = False,
                         token: str | bool | None = None, force_download: bool = False,
                         map_location: str | torch.device = "cpu", check_finite: bool = True) -> VQVAEPipeline:
-        """Load a pipeline saved by :meth:`save_pretrained`, from a folder or a Hub repo id.
+        """Load a pipeline saved by `save_pretrained`, from a folder or a Hub repo id.
 
         An existing local folder is read from disk. Anything else is a Hub repo id, validated
         before any I/O and resolved through ``huggingface_hub`` (only the index, configs and
@@ -439,7 +413,7 @@ class VQVAEPipeline:
             revision: branch, tag or commit; a cached commit loads with zero HTTP requests.
             cache_dir, local_files_only, token, force_download: as in ``huggingface_hub``.
             map_location: device for both components.
-            check_finite: NaN or inf weights raise :class:`~discrete_latents.errors.NonFiniteError`.
+            check_finite: NaN or inf weights raise `NonFiniteError`.
 
         Returns:
             The pipeline, components in eval mode; ``pretrained_source`` records the folder and
@@ -454,7 +428,7 @@ class VQVAEPipeline:
             huggingface_hub.errors.HFValidationError: an invalid repo id.
             huggingface_hub.errors.LocalEntryNotFoundError: offline and not cached.
 
-        Example:
+        Examples:
             >>> import discrete_latents
             >>> pipe = VQVAEPipeline.from_pretrained(discrete_latents.pretrained_path("mnist"))  # doctest: +SKIP
         """

@@ -38,7 +38,7 @@ def _check_name(presets: dict[str, VQVAEConfig] | dict[str, Config], name: objec
 
 
 def vqvae_preset(name: str) -> VQVAEConfig:
-    """The :class:`VQVAEConfig` of preset ``name``."""
+    """The `VQVAEConfig` of preset ``name``."""
     _check_name(VQVAE_PRESETS, name, "VQ-VAE")
     return VQVAE_PRESETS[name]
 

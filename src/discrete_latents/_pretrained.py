@@ -1,7 +1,7 @@
 """Pipelines shipped inside the package, found without any network access.
 
 Each lives in ``discrete_latents/pretrained/<name>/`` as a saved
-:class:`~discrete_latents._pipeline.VQVAEPipeline` folder (``pipeline.json``, ``vqvae/``,
+`VQVAEPipeline` folder (``pipeline.json``, ``vqvae/``,
 ``prior/``, ``README.md``), so it loads like any other folder::
 
     from discrete_latents import VQVAEPipeline, pretrained_path
@@ -36,7 +36,7 @@ def _root() -> Path:
 def available_pretrained() -> list[str]:
     """Names of the pretrained pipelines present in this installation (sorted).
 
-    Example:
+    Examples:
         >>> isinstance(available_pretrained(), list)
         True
     """
@@ -53,14 +53,14 @@ def pretrained_path(name: str) -> Path:
         name: the pipeline's name, e.g. ``"mnist"``.
 
     Returns:
-        A :class:`pathlib.Path` inside the installed package, to pass to
-        :meth:`VQVAEPipeline.from_pretrained <discrete_latents._pipeline.VQVAEPipeline.from_pretrained>`.
+        A `pathlib.Path` inside the installed package, to pass to
+        `VQVAEPipeline.from_pretrained`.
 
     Raises:
         UnknownComponentError: an unknown name, or a known one whose files are missing from this
             installation (no ``pipeline.json``); the message lists the available names.
 
-    Example:
+    Examples:
         >>> from discrete_latents._pipeline import VQVAEPipeline
         >>> pipe = VQVAEPipeline.from_pretrained(pretrained_path("mnist"))  # doctest: +SKIP
     """

@@ -8,7 +8,7 @@ points, for example in their ``pyproject.toml``::
 
 Plugins are found lazily: listing names reads package metadata only, and a plugin is imported on
 the first ``get`` of its name. A plugin that fails to import never breaks ``import
-discrete_latents``; its name then raises :class:`PluginLoadError` carrying the import error.
+discrete_latents``; its name then raises `PluginLoadError` carrying the import error.
 Set ``DISCRETE_LATENTS_DISABLE_PLUGINS=1`` to turn discovery off.
 """
 
@@ -42,7 +42,7 @@ class Registry(Generic[T]):
         base: every registered class must be a subclass of it.
         group: the entry-point group searched for plugins.
 
-    Example:
+    Examples:
         >>> from discrete_latents import QUANTIZERS
         >>> "vq" in QUANTIZERS.names()
         True

@@ -58,7 +58,7 @@ def inspect_safetensors(path: str | os.PathLike[str]) -> dict[str, dict[str, Any
     """Validate the layout of a safetensors file without mapping it; return its tensor entries.
 
     Checks, in order: not a known foreign format (Git LFS pointer, HTML page, pickle), at least 8
-    bytes, a header length under :data:`MAX_HEADER_BYTES` that fits the file, a UTF-8 JSON object
+    bytes, a header length under `MAX_HEADER_BYTES` that fits the file, a UTF-8 JSON object
     header with well-formed entries (supported dtype, non-negative integer shape, ordered
     ``data_offsets`` whose span equals shape x dtype size), contiguous data regions without gaps or
     overlaps, and a file size of exactly 8 + header + data.
@@ -149,7 +149,7 @@ def read_safetensors(path: str | os.PathLike[str]) -> dict[str, Tensor]:
     """Load every tensor of a validated safetensors file to CPU.
 
     Raises:
-        CheckpointFormatError: the file is missing, malformed or truncated (see :func:`inspect_safetensors`).
+        CheckpointFormatError: the file is missing, malformed or truncated (see `inspect_safetensors`).
     """
     inspect_safetensors(path)
     try:
@@ -211,7 +211,7 @@ def write_safetensors(path: str | os.PathLike[str], tensors: Mapping[str, Tensor
     """Write tensors (made contiguous, on CPU) atomically.
 
     Every name is stored; a tensor sharing memory with an earlier one is stored as a copy
-    (safetensors refuses shared memory). :func:`save_module` stores tied weights once instead.
+    (safetensors refuses shared memory). `save_module` stores tied weights once instead.
     """
     data: dict[str, Tensor] = {}
     seen: set[int] = set()
@@ -249,7 +249,7 @@ def save_module(module: nn.Module, path: str | os.PathLike[str]) -> None:
     """Write a module's state dict (parameters and persistent buffers) as safetensors, atomically.
 
     Tied weights (one tensor under several names) are stored once, under the first name;
-    :func:`load_module` restores the sharing because the module it loads into ties them again.
+    `load_module` restores the sharing because the module it loads into ties them again.
     """
     kept: dict[str, Tensor] = {}
     seen: set[tuple[Any, ...]] = set()

@@ -66,7 +66,7 @@ def sample_logits(logits: Tensor, temperature: float = 1.0, top_k: int | None = 
                   generator: torch.Generator | None = None) -> Tensor:
     """Draw one id per row of (B, K) logits; ``temperature=0`` takes the argmax. Returns (B,) int64.
 
-    Example:
+    Examples:
         >>> sample_logits(torch.tensor([[0.0, 5.0, 1.0]]), temperature=0)
         tensor([1])
     """

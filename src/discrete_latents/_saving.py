@@ -2,10 +2,10 @@
 
 A component folder holds ``config.json`` (strict, versioned), ``model.safetensors`` and a
 ``README.md`` model card (plus the ``samples.png`` it shows, if one was given). A save is atomic
-as a unit (:func:`~discrete_latents._files.save_folder`). A load checks the config against the
+as a unit (`save_folder`). A load checks the config against the
 weights file's header before building anything real: the model is first built on the meta
 device, where a claimed size costs no memory, and refused as soon as it outgrows the file.
-:class:`~discrete_latents.VQVAEPipeline` saves its components with the same methods.
+`VQVAEPipeline` saves its components with the same methods.
 """
 
 from __future__ import annotations
@@ -119,7 +119,40 @@ def check_config_fits(cls: type[nn.Module], config: Config, weights: Path, sourc
     match_header(shell, header, weights)
 
 
-class PretrainedModel:
+class Shareable:
+    """``push_to_hub`` of anything with ``save_pretrained`` (a component or a pipeline)."""
+
+    def save_pretrained(self, save_directory: str | os.PathLike[str], *, metadata: Mapping[str, Any] | None = None,
+                        images: Tensor | None = None, repo_id: str | None = None) -> Path:
+        raise NotImplementedError
+
+    def push_to_hub(self, repo_id: str, *, metadata: Mapping[str, Any] | None = None, images: Tensor | None = None,
+                    private: bool | None = False, token: str | bool | None = None,
+                    commit_message: str = COMMIT_MESSAGE, commit_description: str | None = None,
+                    branch: str | None = None, create_pr: bool | None = None) -> Any:
+        """Upload what `save_pretrained` writes to a Hub model repo, in one commit.
+
+        Args:
+            repo_id: ``"user/name"`` (created if missing; an existing repo is reused).
+            metadata, images: as in `save_pretrained`.
+            private: create the repo as private. Default False.
+            token: a Hub token; default the logged-in one.
+            commit_message, commit_description: of the commit.
+            branch: the branch to commit to (default ``main``).
+            create_pr: open a pull request instead of committing to the branch.
+
+        Returns:
+            The ``huggingface_hub.CommitInfo`` of the commit.
+        """
+        check_repo_id(repo_id)  # before anything is written
+        with tempfile.TemporaryDirectory(prefix="discrete_latents-push-") as tmp:
+            folder = self.save_pretrained(Path(tmp) / "save", metadata=metadata, images=images, repo_id=repo_id)
+            return upload_folder(folder, repo_id, private=private, token=token, commit_message=commit_message,
+                                 commit_description=commit_description, branch=branch, create_pr=create_pr)
+
+
+
+class PretrainedModel(Shareable):
     """``from_pretrained`` / ``save_pretrained`` / ``push_to_hub`` / ``from_preset`` of a component.
 
     A subclass (an ``nn.Module``) sets ``config_class`` and ``card_key`` and takes its config as
@@ -138,7 +171,7 @@ class PretrainedModel:
 
     @classmethod
     def presets(cls) -> Mapping[str, Config]:
-        """Named configs for :meth:`from_preset`."""
+        """Named configs for `from_preset`."""
         raise NotImplementedError
 
     @classmethod
@@ -175,7 +208,7 @@ class PretrainedModel:
         Returns:
             The folder.
 
-        Example:
+        Examples:
             >>> import tempfile
             >>> from discrete_latents import VQVAE
             >>> model = VQVAE.from_preset("mnist", channels=(8, 16))
@@ -196,28 +229,6 @@ class PretrainedModel:
 
         return save_folder(save_directory, write, COMPONENT_FILES)
 
-    def push_to_hub(self, repo_id: str, *, metadata: Mapping[str, Any] | None = None, images: Tensor | None = None,
-                    private: bool | None = False, token: str | bool | None = None,
-                    commit_message: str = COMMIT_MESSAGE, commit_description: str | None = None,
-                    branch: str | None = None, create_pr: bool | None = None) -> Any:
-        """Upload what :meth:`save_pretrained` writes to a Hub model repo, in one commit.
-
-        Args:
-            repo_id: ``"user/name"`` (created if missing; an existing repo is reused).
-            metadata, images: as in :meth:`save_pretrained`.
-            private: create the repo as private. Default False.
-            token: a Hub token; default the logged-in one.
-            commit_message, commit_description: of the commit.
-            branch: the branch to commit to (default ``main``).
-            create_pr: open a pull request instead of committing to the branch.
-
-        Returns:
-            The ``huggingface_hub.CommitInfo`` of the commit.
-        """
-        return push_saved(self, repo_id, dict(metadata=metadata, images=images),
-                          dict(private=private, token=token, commit_message=commit_message,
-                               commit_description=commit_description, branch=branch, create_pr=create_pr))
-
     # loading ---------------------------------------------------------------------------------------
     @classmethod
     def read_folder(cls: type[M], folder: Path, *, map_location: str | torch.device = "cpu",
@@ -237,7 +248,7 @@ class PretrainedModel:
                         local_files_only: bool = False, token: str | bool | None = None,
                         force_download: bool = False, map_location: str | torch.device = "cpu",
                         check_finite: bool = True, subfolder: str | None = None) -> M:
-        """Load a model saved by :meth:`save_pretrained`, from a folder or a Hub repo id.
+        """Load a model saved by `save_pretrained`, from a folder or a Hub repo id.
 
         Args:
             pretrained_model_name_or_path: a local folder, or a repo id such as ``"user/mnist-vqvae"``.
@@ -245,7 +256,7 @@ class PretrainedModel:
             cache_dir, local_files_only, token, force_download: as in ``huggingface_hub``;
                 ``HF_HUB_OFFLINE=1`` reads the cache only.
             map_location: device to move the model to.
-            check_finite: NaN or inf weights raise :class:`~discrete_latents.errors.NonFiniteError`.
+            check_finite: NaN or inf weights raise `NonFiniteError`.
             subfolder: the model's folder inside the repo (e.g. ``"vqvae"`` of a pipeline).
 
         Returns:
@@ -269,12 +280,4 @@ class PretrainedModel:
                                 check_finite=check_finite)
         model.pretrained_source = source
         return model
-
-
-def push_saved(model: Any, repo_id: str, save_kwargs: dict[str, Any], upload_kwargs: dict[str, Any]) -> Any:
-    """Save ``model`` (a component or a pipeline) to a temporary folder and upload that folder."""
-    check_repo_id(repo_id)
-    with tempfile.TemporaryDirectory(prefix="discrete_latents-push-") as tmp:
-        folder = model.save_pretrained(Path(tmp) / "save", repo_id=repo_id, **save_kwargs)
-        return upload_folder(folder, repo_id, **upload_kwargs)
 

@@ -23,10 +23,10 @@ class VQVAE(nn.Module, PretrainedModel):
     Images are float tensors in [0, 1], (B, C, H, W); they are mapped to [-1, 1] inside.
 
     Args:
-        config: a :class:`~discrete_latents.VQVAEConfig`; default ``VQVAEConfig()``, the seed's model as
+        config: a `VQVAEConfig`; default ``VQVAEConfig()``, the seed's model as
             it describes it (the bundled one is ``VQVAE.from_preset("mnist")``).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from discrete_latents import VQVAE, VQVAEConfig
         >>> model = VQVAE(VQVAEConfig(channels=(8, 16)))
@@ -86,7 +86,7 @@ class VQVAE(nn.Module, PretrainedModel):
             images: (B, C, H, W) floats in [0, 1].
 
         Returns:
-            :class:`~discrete_latents.VQVAEOutput` with ``reconstruction`` (B, C, H, W) and the
+            `VQVAEOutput` with ``reconstruction`` (B, C, H, W) and the
             quantizer's ``indices`` (B, h, w) and ``loss``.
         """
         z = self.encoder(self._check(images) * 2 - 1)

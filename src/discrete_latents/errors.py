@@ -1,6 +1,6 @@
 """The exceptions discrete_latents raises.
 
-Every error the library raises on purpose derives from :class:`DiscreteLatentsError`, and also
+Every error the library raises on purpose derives from `DiscreteLatentsError`, and also
 from the built-in exception a caller would naturally catch (``ValueError`` for bad content,
 ``OSError`` for I/O, ``LookupError`` for unknown names), so existing ``except`` clauses keep
 working.

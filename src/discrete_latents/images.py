@@ -61,10 +61,10 @@ def to_pil_images(images: Tensor) -> list[Image.Image]:
 
     Raises:
         TypeError: not a float tensor.
-        ValueError: wrong rank or channel count; :class:`~discrete_latents.errors.NonFiniteError`
+        ValueError: wrong rank or channel count; `NonFiniteError`
             for NaN or infinite values.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from discrete_latents.images import to_pil_images
         >>> [im.size for im in to_pil_images(torch.rand(2, 1, 28, 28))]
@@ -85,7 +85,7 @@ def make_grid(images: Tensor, nrow: int | None = None, padding: int = 2, pad_val
     Returns:
         One PIL image (mode ``"L"`` or ``"RGB"``).
 
-    Example:
+    Examples:
         >>> import torch
         >>> from discrete_latents.images import make_grid
         >>> make_grid(torch.rand(16, 1, 28, 28), nrow=4).size
@@ -114,7 +114,7 @@ def make_grid(images: Tensor, nrow: int | None = None, padding: int = 2, pad_val
 
 def save_grid(images: Tensor, path: str | os.PathLike[str], nrow: int | None = None, padding: int = 2,
               pad_value: float = 0.0) -> Path:
-    """Write a grid of images (see :func:`make_grid`) as a PNG file, atomically.
+    """Write a grid of images (see `make_grid`) as a PNG file, atomically.
 
     The PNG is encoded in memory and written to a temporary sibling that is renamed over
     ``path``, so an interrupted save never leaves half an image.
@@ -122,12 +122,12 @@ def save_grid(images: Tensor, path: str | os.PathLike[str], nrow: int | None = N
     Args:
         images: (B, C, H, W) or (C, H, W) floats in [0, 1].
         path: where to write; the parent folder must exist.
-        nrow, padding, pad_value: as in :func:`make_grid`.
+        nrow, padding, pad_value: as in `make_grid`.
 
     Returns:
-        ``path`` as a :class:`pathlib.Path`.
+        ``path`` as a `pathlib.Path`.
 
-    Example:
+    Examples:
         >>> import tempfile, torch
         >>> from discrete_latents.images import save_grid
         >>> with tempfile.TemporaryDirectory() as tmp:
@@ -140,9 +140,9 @@ def save_grid(images: Tensor, path: str | os.PathLike[str], nrow: int | None = N
 
 
 def grid_png(images: Tensor, nrow: int | None = None, padding: int = 2, pad_value: float = 0.0) -> bytes:
-    """The PNG file :func:`save_grid` writes, as bytes (to validate or upload before writing).
+    """The PNG file `save_grid` writes, as bytes (to validate or upload before writing).
 
-    Example:
+    Examples:
         >>> import torch
         >>> grid_png(torch.rand(2, 1, 8, 8))[:4]
         b'\\x89PNG'

@@ -3,12 +3,12 @@
 A thin layer over the Python API: every subcommand is a few calls to functions documented in
 the API reference.
 
-Example:
+Examples:
     discrete-latents sample --num-samples 64 --labels 7 --out sevens.png
     discrete-latents train --vqvae_epochs=2 --prior_epochs=2 --data_dir=../shared/data/mnist
 
 Every failure ends the command with one line, ``discrete-latents CMD: error: ...``, and a
-non-zero exit status (see :mod:`discrete_latents.cli._errors`); ``--debug`` adds the traceback.
+non-zero exit status (see `discrete_latents.cli._errors`); ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations

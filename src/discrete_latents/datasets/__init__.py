@@ -3,7 +3,7 @@
 Nothing touches the network unless a loader is called with ``download=True``; downloads come
 from HTTPS mirrors and are checked by size and SHA-256 before they get their final name.
 
-Example:
+Examples:
     >>> from discrete_latents.datasets import load_mnist
     >>> images, labels = load_mnist("../shared/data/mnist", "test")  # doctest: +SKIP
 """

@@ -109,7 +109,7 @@ def verify_file(path: str | os.PathLike[str], *, size: int, sha256: str) -> None
         ChecksumMismatchError: naming the file, the expected and the actual value.
         FileNotFoundError: when ``path`` does not exist.
 
-    Example:
+    Examples:
         >>> import hashlib, tempfile, pathlib
         >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.bin"
         >>> _ = p.write_bytes(b"abc")
@@ -317,7 +317,7 @@ def download_file(
             disk is full ("no space"), or ``dest`` cannot be written.
         ValueError: a URL is not https (and ``allow_http`` is off), or an argument is invalid.
 
-    Example:
+    Examples:
         >>> download_file(  # doctest: +SKIP
         ...     ["https://ossci-datasets.s3.amazonaws.com/mnist/t10k-labels-idx1-ubyte.gz"],
         ...     "data/t10k-labels-idx1-ubyte.gz",

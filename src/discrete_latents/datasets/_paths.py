@@ -14,7 +14,7 @@ def default_data_dir() -> Path:
     The cache folder is ``$XDG_CACHE_HOME/discrete_latents`` or ``~/.cache/discrete_latents``.
     Each dataset uses a subfolder of it (``mnist/``, ``cifar10/``).
 
-    Example:
+    Examples:
         >>> (default_data_dir() / "mnist").name
         'mnist'
     """

@@ -48,7 +48,7 @@ def extract_members(
         DatasetFormatError: a link, device or fifo member; an absolute or ``..`` path; an
             unexpected, duplicate, oversized or missing member; a corrupt archive.
 
-    Example:
+    Examples:
         >>> extract_members("a.tar.gz", "out", {"d/x.bin": 100}, required={"d/x.bin"})  # doctest: +SKIP
         {'d/x.bin': PosixPath('out/x.bin')}
     """

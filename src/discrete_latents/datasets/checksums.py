@@ -10,7 +10,7 @@ from torchvision only; the unpacked MD5s are the published checksums of the orig
 CIFAR-10 binary SHA-256 is cross-checked (tensorflow/datasets, gomlx), its size comes from
 tensorflow/datasets and its MD5 from the authors' page.
 
-Example:
+Examples:
     >>> from discrete_latents.datasets.checksums import MNIST_FILES
     >>> MNIST_FILES["t10k-labels-idx1-ubyte.gz"].size
     4542
@@ -34,7 +34,7 @@ class RemoteFile:
         md5: lower-case hex digest, kept because it is what older tools publish; never relied on
             alone for a download.
 
-    Example:
+    Examples:
         >>> RemoteFile("a.gz", 3, "0" * 64, "0" * 32).size
         3
     """
@@ -54,7 +54,7 @@ class UnpackedFile:
         size: exact length in bytes once unpacked.
         md5: lower-case hex MD5 of the unpacked bytes (the checksum the MNIST authors published).
 
-    Example:
+    Examples:
         >>> MNIST_UNPACKED["t10k-labels-idx1-ubyte"].size
         10008
     """

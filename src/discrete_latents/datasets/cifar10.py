@@ -66,7 +66,7 @@ def read_cifar10_batch(path: str | os.PathLike[str], *, strict_size: bool = True
     Raises:
         DatasetFormatError: a wrong size or a label over 9, naming the file and the record.
 
-    Example:
+    Examples:
         >>> images, labels = read_cifar10_batch("cifar-10-batches-bin/test_batch.bin")  # doctest: +SKIP
         >>> images.shape  # doctest: +SKIP
         (10000, 3, 32, 32)
@@ -100,7 +100,7 @@ def extract_cifar10(archive: str | os.PathLike[str], root: str | os.PathLike[str
     Only the expected regular files are read (no links, devices, absolute or ``..`` paths, no
     extra members, bounded sizes), into a temporary sibling folder renamed into place at the
     end, so nothing is ever written outside ``root`` and a failure leaves no half folder. The
-    archive's checksum is not checked here: :func:`load_cifar10` does that first.
+    archive's checksum is not checked here: `load_cifar10` does that first.
 
     Args:
         archive: the binary archive.
@@ -112,7 +112,7 @@ def extract_cifar10(archive: str | os.PathLike[str], root: str | os.PathLike[str
     Raises:
         DatasetFormatError: an unsafe, unexpected, oversized or missing member, or a corrupt archive.
 
-    Example:
+    Examples:
         >>> extract_cifar10("data/cifar-10-binary.tar.gz", "data")  # doctest: +SKIP
         PosixPath('data/cifar-10-batches-bin')
     """
@@ -220,7 +220,7 @@ def load_cifar10(
         FileNotFoundError: nothing found and ``download=False``; says which file goes where.
         DownloadError: the download failed on every mirror.
 
-    Example:
+    Examples:
         >>> images, labels = load_cifar10("data", "test", download=True)  # doctest: +SKIP
         >>> images.shape, labels[:3]  # doctest: +SKIP
         (torch.Size([10000, 3, 32, 32]), tensor([3, 8, 8]))

@@ -43,7 +43,7 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
         DatasetFormatError: no image found; with ``class_folders``, an image directly in
             ``root``; from ``__getitem__``, a file that does not decode (naming it).
 
-    Example:
+    Examples:
         >>> dataset = ImageFolderDataset("photos", image_size=64)  # doctest: +SKIP
         >>> image, label = dataset[0]  # doctest: +SKIP
         >>> image.shape, image.dtype, label  # doctest: +SKIP

@@ -104,7 +104,7 @@ def read_idx(path: str | os.PathLike[str], magic: int) -> np.ndarray:
         DatasetFormatError: corrupt gzip, wrong magic, ndim, rows, cols, a count that does not
             match the file's length, or trailing bytes; the message names the file and the field.
 
-    Example:
+    Examples:
         >>> read_idx("t10k-labels-idx1-ubyte.gz", 2049).shape  # doctest: +SKIP
         (10000,)
     """
@@ -236,7 +236,7 @@ def mnist_files(
             of the unpacked bytes, so re-compressed copies pass). Default True; pass False for
             your own IDX files (their structure is still checked).
         mirrors: base URLs to fetch from, in order. Default: the two HTTPS mirrors of
-            :mod:`~discrete_latents.datasets.checksums` (plus LeCun's http site with ``allow_http``).
+            `checksums` (plus LeCun's http site with ``allow_http``).
         allow_http: allow plain-http mirrors (an explicit opt-in). Default False.
         timeout: network timeout in seconds. Default 30.
 
@@ -249,7 +249,7 @@ def mnist_files(
         DatasetFormatError: a file is not valid gzip.
         DownloadError: a download failed on every mirror.
 
-    Example:
+    Examples:
         >>> paths = mnist_files("../shared/data/mnist")  # doctest: +SKIP
         >>> sorted(paths)[0]  # doctest: +SKIP
         't10k-images-idx3-ubyte'
@@ -281,7 +281,7 @@ def load_mnist(
     """Load one MNIST split as (images (N, 1, 28, 28) uint8, labels (N,) int64).
 
     Args:
-        root: folder holding the IDX files, gzipped or not. Default None: see :func:`mnist_files`.
+        root: folder holding the IDX files, gzipped or not. Default None: see `mnist_files`.
         split: ``"train"`` (60,000 images) or ``"test"`` (10,000).
         download: fetch missing or corrupt files. Default False (no network).
         verify: accept only the official files. Default True; False for your own IDX files.
@@ -295,7 +295,7 @@ def load_mnist(
         DatasetFormatError: bad gzip or IDX content, image/label counts that differ, a label
             outside 0-9; the message names the file and the field.
 
-    Example:
+    Examples:
         >>> images, labels = load_mnist("../shared/data/mnist", "test")  # doctest: +SKIP
         >>> images.shape, images.dtype, labels.shape  # doctest: +SKIP
         (torch.Size([10000, 1, 28, 28]), torch.uint8, torch.Size([10000]))

@@ -1,7 +1,7 @@
-"""Priors over code grids, registered by name in :data:`PRIORS`.
+"""Priors over code grids, registered by name in `PRIORS`.
 
-``"causal_transformer"`` is the seed's GPT (:class:`CausalPrior`); ``"pixelcnn"`` is the paper's
-gated PixelCNN (:class:`PixelCNNPrior`). :func:`build_prior` picks the class from a config.
+``"causal_transformer"`` is the seed's GPT (`CausalPrior`); ``"pixelcnn"`` is the paper's
+gated PixelCNN (`PixelCNNPrior`). `build_prior` picks the class from a config.
 """
 
 from .base import PRIORS as PRIORS

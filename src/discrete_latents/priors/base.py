@@ -29,12 +29,12 @@ FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 class BasePrior(nn.Module, PretrainedModel, ABC):
     """An autoregressive model of code grids (B, h, w) in raster order, optionally class-conditional.
 
-    Subclasses implement :meth:`_logits` (all positions at once, for training) and
-    :meth:`_next_logits` (one position while sampling); this class handles input checks, label
+    Subclasses implement `_logits` (all positions at once, for training) and
+    `_next_logits` (one position while sampling); this class handles input checks, label
     dropout, classifier-free guidance and the sampling loop, so every prior behaves alike.
 
     Args:
-        config: a subclass of :class:`~discrete_latents._configs.PriorConfig`.
+        config: a subclass of `PriorConfig`.
     """
 
     api_version: ClassVar[int] = 1
@@ -55,7 +55,7 @@ class BasePrior(nn.Module, PretrainedModel, ABC):
 
     @classmethod
     def presets(cls) -> Mapping[str, Config]:
-        """The prior presets built by this class (``"mnist"``, ...); see :meth:`from_preset`."""
+        """The prior presets built by this class (``"mnist"``, ...); see `from_preset`."""
         from .._presets import PRIOR_PRESETS
 
         own = {name: config for name, config in PRIOR_PRESETS.items() if type(config) is cls.config_class}
@@ -138,7 +138,7 @@ class BasePrior(nn.Module, PretrainedModel, ABC):
             labels: (B,) int64 classes, for a conditional prior; ``None`` means "no label".
 
         Returns:
-            :class:`~discrete_latents.PriorOutput` with ``logits`` (B, h, w, K) and ``loss``, the
+            `PriorOutput` with ``logits`` (B, h, w, K) and ``loss``, the
             mean negative log-likelihood in nats per code.
         """
         indices = check_indices(indices, self.codebook_size, self.grid_size)
@@ -174,13 +174,13 @@ class BasePrior(nn.Module, PretrainedModel, ABC):
         return per_code.flatten(1).mean(1)
 
     def bits_per_image(self, nats_per_code: Tensor | float) -> Tensor | float:
-        """Convert nats per code (``loss`` or :meth:`nll`) to bits per image: x h*w / ln 2."""
+        """Convert nats per code (``loss`` or `nll`) to bits per image: x h*w / ln 2."""
         return bits_per_image(nats_per_code, self.num_codes)  # type: ignore[no-any-return]
 
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         """AdamW parameter groups: decay matrices, embeddings and kernels, not biases or norms.
 
-        Example:
+        Examples:
             >>> opt = torch.optim.AdamW(prior.param_groups(0.01), lr=2e-3)  # doctest: +SKIP
         """
         params = [p for p in self.parameters() if p.requires_grad]
@@ -202,7 +202,7 @@ class BasePrior(nn.Module, PretrainedModel, ABC):
             top_p: nucleus sampling mass in (0, 1] (None = all).
             labels: (N,) int64 classes in [0, num_classes) for a conditional prior. ``None``
                 samples any class: a conditional prior trained with label dropout draws each
-                sample's class with :meth:`draw_labels` (the training set's class frequencies),
+                sample's class with `draw_labels` (the training set's class frequencies),
                 then its codes; one trained without it needs labels.
             guidance_scale: classifier-free guidance s, logits = u + s * (c - u); 1 is plain
                 conditional sampling. 0 uses only the unconditional logits u, the "no label"
@@ -218,7 +218,7 @@ class BasePrior(nn.Module, PretrainedModel, ABC):
             ValueError: an argument out of range (the message starts with its name).
             NonFiniteError: the model produced NaN or infinite logits.
 
-        Example:
+        Examples:
             >>> from discrete_latents import CausalPrior, CausalPriorConfig
             >>> prior = CausalPrior(CausalPriorConfig(codebook_size=16, grid_size=(3, 3), n_layer=1,
             ...                                       n_head=2, n_embd=16))
@@ -292,10 +292,10 @@ def build_prior(config: Config) -> BasePrior:
     """Build the registered prior whose ``config_class`` is the type of ``config``.
 
     So a preset or a saved config alone chooses the architecture: a
-    :class:`~discrete_latents.CausalPriorConfig` gives a ``CausalPrior``, a
-    :class:`~discrete_latents.PixelCNNPriorConfig` a ``PixelCNNPrior``.
+    `CausalPriorConfig` gives a ``CausalPrior``, a
+    `PixelCNNPriorConfig` a ``PixelCNNPrior``.
 
-    Example:
+    Examples:
         >>> from discrete_latents._presets import prior_preset
         >>> type(build_prior(prior_preset("mnist_pixelcnn"))).__name__
         'PixelCNNPrior'

@@ -115,10 +115,10 @@ class CausalPrior(BasePrior):
     ``num_classes`` means "no label"). The output head is tied to the token embedding.
 
     Args:
-        config: a :class:`~discrete_latents.CausalPriorConfig`; default the seed's 128 wide,
+        config: a `CausalPriorConfig`; default the seed's 128 wide,
             8 heads, 3 blocks over 7x7 grids of 100 codes.
 
-    Example:
+    Examples:
         >>> import torch
         >>> prior = CausalPrior(CausalPriorConfig(codebook_size=16, grid_size=(3, 3), n_layer=1,
         ...                                       n_head=2, n_embd=16))

@@ -92,13 +92,13 @@ class PixelCNNPrior(BasePrior):
     layers of ``kernel_size``, then two 1x1 convolutions give K logits per position. With
     ``num_classes > 0`` each gated layer adds a learned class bias (id ``num_classes`` = no label).
     Sampling recomputes the network on the rows filled so far at every step (no cache; the
-    ``use_cache`` flag of :meth:`sample` is accepted and ignored).
+    ``use_cache`` flag of `sample` is accepted and ignored).
 
     Args:
-        config: a :class:`~discrete_latents.PixelCNNPriorConfig`; default 128 channels and 8 gated
+        config: a `PixelCNNPriorConfig`; default 128 channels and 8 gated
             layers of 3x3 after the first 7x7, over 7x7 grids of 100 codes.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from discrete_latents import PixelCNNPriorConfig
         >>> prior = PixelCNNPrior(PixelCNNPriorConfig(codebook_size=16, grid_size=(4, 4),

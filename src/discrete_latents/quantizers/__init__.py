@@ -1,13 +1,13 @@
-"""Quantizers, registered by name in :data:`QUANTIZERS`; importing this package registers the built-ins.
+"""Quantizers, registered by name in `QUANTIZERS`; importing this package registers the built-ins.
 
 =============  ======================================  ==========================================
 name           class                                   codebook
 =============  ======================================  ==========================================
-``vq``         :class:`VectorQuantizer`                learned by its loss term (paper Eq. 3)
-``vq_ema``     :class:`EMAVectorQuantizer`             moving averages (paper appendix A.1)
-``vq_cosine``  :class:`CosineVectorQuantizer`          l2-normalised, learned by its loss term
-``rvq``        :class:`ResidualVectorQuantizer`        Q stages on residuals; indices (B, h, w, Q)
-``fsq``        :class:`FiniteScalarQuantizer`          implicit: K = prod(levels); nothing learned
+``vq``         `VectorQuantizer`                learned by its loss term (paper Eq. 3)
+``vq_ema``     `EMAVectorQuantizer`             moving averages (paper appendix A.1)
+``vq_cosine``  `CosineVectorQuantizer`          l2-normalised, learned by its loss term
+``rvq``        `ResidualVectorQuantizer`        Q stages on residuals; indices (B, h, w, Q)
+``fsq``        `FiniteScalarQuantizer`          implicit: K = prod(levels); nothing learned
 =============  ======================================  ==========================================
 """
 

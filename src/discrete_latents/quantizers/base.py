@@ -17,8 +17,8 @@ from .._registry import Registry
 class BaseQuantizer(nn.Module, ABC):
     """A module mapping continuous latents (B, D, h, w) to discrete codes.
 
-    Subclasses set ``dim`` and ``codebook_size`` and implement :meth:`forward` and
-    :meth:`indices_to_codes`. In eval mode a quantizer is pure: no statistics change.
+    Subclasses set ``dim`` and ``codebook_size`` and implement `forward` and
+    `indices_to_codes`. In eval mode a quantizer is pure: no statistics change.
 
     Attributes:
         dim: D, the width of the latents it accepts.
@@ -34,14 +34,14 @@ class BaseQuantizer(nn.Module, ABC):
 
     @abstractmethod
     def forward(self, z: Tensor) -> QuantizerOutput:
-        """Quantize (B, D, h, w) latents; see :class:`~discrete_latents.QuantizerOutput`."""
+        """Quantize (B, D, h, w) latents; see `QuantizerOutput`."""
 
     @abstractmethod
     def indices_to_codes(self, indices: Tensor) -> Tensor:
         """Map (B, h, w, *index_shape) ids to (B, D, h, w) code vectors."""
 
     def check_latents(self, z: object) -> Tensor:
-        """Validate the input of :meth:`forward`; a clear error names the expected shape."""
+        """Validate the input of `forward`; a clear error names the expected shape."""
         if not isinstance(z, Tensor):
             raise TypeError(f"latents: expected a torch.Tensor of shape (B, {self.dim}, h, w), got {type(z).__name__}")
         if not z.is_floating_point():
@@ -52,7 +52,7 @@ class BaseQuantizer(nn.Module, ABC):
         return z
 
     def check_indices(self, indices: object) -> Tensor:
-        """Validate the input of :meth:`indices_to_codes`: ints (B, h, w, *index_shape) in [0, K)."""
+        """Validate the input of `indices_to_codes`: ints (B, h, w, *index_shape) in [0, K)."""
         if isinstance(indices, Tensor) and self.index_shape and tuple(indices.shape[3:]) != self.index_shape:
             axes = ", ".join(str(n) for n in self.index_shape)
             raise ValueError(f"indices: expected shape (B, h, w, {axes}), one id per codebook,"

@@ -80,7 +80,7 @@ class CodebookQuantizer(BaseQuantizer):
             batches. Default 0.99 (a window of about 100 batches).
         gradient: how the encoder's gradient crosses the quantizer: ``"ste"``, the paper's
             straight-through copy (default), or ``"rotation"``, the rotation trick
-            (:func:`~discrete_latents.quantizers.base.rotation_trick`).
+            (`rotation_trick`).
     """
 
     learned_by_gradient = True  # False where the codebook moves by EMA and its loss term is dropped
@@ -139,10 +139,10 @@ class CodebookQuantizer(BaseQuantizer):
             z: (B, D, h, w) float latents z_e.
 
         Returns:
-            :class:`~discrete_latents.QuantizerOutput` with ``quantized`` (B, D, h, w) in the
+            `QuantizerOutput` with ``quantized`` (B, D, h, w) in the
             dtype of ``z``, carrying the straight-through gradient, and ``indices`` (B, h, w).
 
-        Example:
+        Examples:
             >>> import torch
             >>> from discrete_latents.quantizers import VectorQuantizer
             >>> out = VectorQuantizer(dim=8, codebook_size=16)(torch.randn(2, 8, 4, 4))

@@ -26,10 +26,10 @@ class CosineVectorQuantizer(VectorQuantizer):
         codebook_size: K. Default 512.
         beta: commitment weight. Default 0.25.
         kmeans_init, kmeans_iters, restart_dead_codes, dead_code_threshold, usage_decay, gradient:
-            as in :class:`~discrete_latents.quantizers.codebook.CodebookQuantizer` (k-means is
+            as in `CodebookQuantizer` (k-means is
             spherical here); all off by default.
 
-    Example:
+    Examples:
         >>> import torch
         >>> vq = CosineVectorQuantizer(dim=8, codebook_size=16)
         >>> out = vq(torch.randn(2, 8, 4, 4))

@@ -25,9 +25,9 @@ class EMAVectorQuantizer(CodebookQuantizer):
         decay: g, the EMA decay. Default 0.99.
         eps: Laplace smoothing of the counts. Default 1e-5.
         kmeans_init, kmeans_iters, restart_dead_codes, dead_code_threshold, usage_decay, gradient:
-            as in :class:`~discrete_latents.quantizers.codebook.CodebookQuantizer`; off by default.
+            as in `CodebookQuantizer`; off by default.
 
-    Example:
+    Examples:
         >>> import torch
         >>> vq = EMAVectorQuantizer(dim=8, codebook_size=16)
         >>> vq(torch.randn(2, 8, 4, 4)).codebook_loss.item()

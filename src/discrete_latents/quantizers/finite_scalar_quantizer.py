@@ -34,7 +34,7 @@ class FiniteScalarQuantizer(BaseQuantizer):
             (8, 6, 5) for K ~ 2^8, (8, 5, 5, 5) for 2^10, (7, 5, 5, 5, 5) for 2^12,
             (8, 8, 8, 6, 5) for 2^14, (8, 8, 8, 5, 5, 5) for 2^16.
 
-    Example:
+    Examples:
         >>> import torch
         >>> fsq = FiniteScalarQuantizer(dim=4, levels=(8, 5, 5, 5))
         >>> out = fsq(torch.randn(2, 4, 3, 3))
@@ -87,7 +87,7 @@ class FiniteScalarQuantizer(BaseQuantizer):
             z: (B, D, h, w) float latents.
 
         Returns:
-            :class:`~discrete_latents.QuantizerOutput` with ``quantized`` (B, D, h, w),
+            `QuantizerOutput` with ``quantized`` (B, D, h, w),
             ``indices`` (B, h, w) in [0, prod(levels)), zero losses and the batch perplexity.
         """
         z = self.check_latents(z)

@@ -35,11 +35,11 @@ class ResidualVectorQuantizer(BaseQuantizer):
             input space (``"vq"`` or ``"vq_ema"``; not ``"vq_cosine"``, whose unit-norm codes
             cannot add up to a residual). Default ``"vq"``.
         gradient: ``"ste"`` (default) or ``"rotation"``: how the gradient crosses from the
-            summed codes to z_e (see :class:`~discrete_latents.quantizers.codebook.CodebookQuantizer`).
+            summed codes to z_e (see `CodebookQuantizer`).
         **stage_kwargs: passed to every stage, e.g. ``kmeans_init=True``,
             ``restart_dead_codes=True``, or ``decay`` for ``"vq_ema"``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> rvq = ResidualVectorQuantizer(dim=8, num_quantizers=3, codebook_size=16)
         >>> out = rvq(torch.randn(2, 8, 4, 4))
@@ -79,7 +79,7 @@ class ResidualVectorQuantizer(BaseQuantizer):
             z: (B, D, h, w) float latents.
 
         Returns:
-            :class:`~discrete_latents.QuantizerOutput` with ``quantized`` (B, D, h, w), the sum of
+            `QuantizerOutput` with ``quantized`` (B, D, h, w), the sum of
             the stage codes; ``indices`` (B, h, w, Q); losses summed over stages; ``perplexity``
             the mean of the stages' batch perplexities.
         """

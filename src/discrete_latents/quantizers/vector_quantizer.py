@@ -22,9 +22,9 @@ class VectorQuantizer(CodebookQuantizer):
         beta: commitment weight. Default 0.25.
         kmeans_init, kmeans_iters, restart_dead_codes, dead_code_threshold, usage_decay, gradient:
             codebook health and gradient options, see
-            :class:`~discrete_latents.quantizers.codebook.CodebookQuantizer`; all off by default.
+            `CodebookQuantizer`; all off by default.
 
-    Example:
+    Examples:
         >>> import torch
         >>> vq = VectorQuantizer(dim=32, codebook_size=100)
         >>> out = vq(torch.randn(2, 32, 7, 7))

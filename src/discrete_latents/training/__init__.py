@@ -1,4 +1,4 @@
-"""Training: the two-stage :class:`Trainer`, its :class:`TrainConfig`, checkpoints and evaluation."""
+"""Training: the two-stage `Trainer`, its `TrainConfig`, checkpoints and evaluation."""
 
 from .checkpoint import CheckpointManager as CheckpointManager
 from .config import TrainConfig as TrainConfig

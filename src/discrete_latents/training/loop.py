@@ -1,6 +1,6 @@
 """The two-stage trainer: stage 1 fits the VQ-VAE, stage 2 fits a prior on its codes.
 
-Both stages share one loop (:meth:`Trainer._run_stage`): a fixed, seeded shuffle per epoch, a
+Both stages share one loop (`Trainer._run_stage`): a fixed, seeded shuffle per epoch, a
 warm-up + cosine learning rate computed from the step (so resuming needs no scheduler object),
 gradient clipping, skipping of non-finite steps, periodic crash-safe checkpoints (one series per
 stage), a JSON-lines metrics log and image grids at every epoch end. A run killed at any point and
@@ -69,14 +69,14 @@ def learning_rate(step: int, total: int, peak: float, warmup: int, min_ratio: fl
 
 
 class Trainer:
-    """Runs the stages named in a :class:`TrainConfig` and writes everything under ``out_dir``.
+    """Runs the stages named in a `TrainConfig` and writes everything under ``out_dir``.
 
     Layout of ``out_dir``: ``run.json`` (the run's settings), ``checkpoints/vqvae/`` and
     ``checkpoints/prior/``, ``metrics.jsonl``, ``images/`` (grids per epoch), ``vqvae/`` and
     ``prior/`` (final models, loadable with ``from_pretrained``), ``codes.safetensors`` (the
     training set's codes, extracted once for stage 2), ``metrics.json`` and ``pipeline/``.
 
-    Example:
+    Examples:
         >>> from discrete_latents.training import Trainer, TrainConfig
         >>> Trainer(TrainConfig(out_dir="runs/quick", vqvae_epochs=1, prior_epochs=1)).fit()  # doctest: +SKIP
     """
