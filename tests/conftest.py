@@ -13,7 +13,7 @@ import torch
 from huggingface_hub import CommitInfo, HfApi, RepoUrl
 from PIL import Image
 
-from discrete_latents import DECODERS, ENCODERS, PRIORS, QUANTIZERS, CausalPriorConfig, VQVAEConfig
+from discrete_latents import DECODERS, ENCODERS, PRIORS, QUANTIZERS, CausalPriorConfig, Registry, VQVAEConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"  # the real files, where this checkout has them
@@ -25,14 +25,26 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+def snapshot(registry: Registry) -> tuple[dict, dict | None, dict]:
+    """A copy of a registry's state: its classes, discovered plugins and failed plugins."""
+    plugins = registry._plugins
+    return dict(registry._classes), None if plugins is None else dict(plugins), dict(registry._failed)
+
+
+def restore(registry: Registry, state: tuple[dict, dict | None, dict]) -> None:
+    registry._classes = dict(state[0])
+    registry._plugins = None if state[1] is None else dict(state[1])
+    registry._failed = dict(state[2])
+
+
 @pytest.fixture
 def restore_registries():
     """Snapshot every registry and restore it afterwards, so a test may register freely."""
     registries = (ENCODERS, DECODERS, QUANTIZERS, PRIORS)
-    saved = [r._snapshot() for r in registries]
+    saved = [snapshot(r) for r in registries]
     yield
     for registry, state in zip(registries, saved):
-        registry._restore(state)
+        restore(registry, state)
 
 
 @pytest.fixture

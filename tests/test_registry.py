@@ -466,14 +466,6 @@ def test_builtin_names_pattern() -> None:
     assert all(name.startswith("vq") for name in QUANTIZERS.names("vq*"))
 
 
-def test_pl12_snapshot_and_restore(restore_registries) -> None:
-    state = QUANTIZERS._snapshot()
-    QUANTIZERS.add("temporary_vq", VectorQuantizer)
-    assert "temporary_vq" in QUANTIZERS.names()
-    QUANTIZERS._restore(state)
-    assert "temporary_vq" not in QUANTIZERS.names()
-
-
 def test_pl12_fixture_left_no_test_registrations_behind() -> None:
     leftovers = [n for r in REGISTRIES for n in r.as_mapping() if n.startswith(("temporary_", "fancy", "good_"))]
     assert leftovers == []

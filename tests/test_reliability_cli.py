@@ -156,7 +156,7 @@ def test_a_full_disk_while_writing_the_grid(pipeline: Path, tmp_path: Path, caps
     argv = sample(pipeline, out) if command == "sample" else \
         ["reconstruct", "--pipeline", str(pipeline), "--out", str(out), "--dataset", "mnist", "--num", "2"]
     if command == "reconstruct":  # test images without a dataset on disk
-        monkeypatch.setattr(commands, "_test_images", lambda args: (torch.zeros(2, 1, 28, 28, dtype=torch.uint8),
+        monkeypatch.setattr(commands, "_test_images", lambda args, pipe: (torch.zeros(2, 1, 28, 28, dtype=torch.uint8),
                                                                     torch.zeros(2, dtype=torch.long)))
     monkeypatch.setattr(os, "fsync", _disk_full)  # the data reach the disk at fsync, and do not fit
     status, err = run(argv, capsys)

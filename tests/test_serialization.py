@@ -30,7 +30,6 @@ from discrete_latents._safetensors import (
     load_module,
     read_safetensors,
     save_module,
-    strip_wrapper_prefix,
     write_safetensors,
 )
 from discrete_latents.errors import CheckpointFormatError, ConfigError, NonFiniteError, UnknownComponentError
@@ -321,7 +320,7 @@ def test_st13_wrapper_prefix_on_every_key_is_stripped(saved, prefix: str) -> Non
     model, folder = saved
     save_state(folder, {prefix + k: v for k, v in model.state_dict().items()})
     assert state_equal(VQVAE.from_pretrained(folder), model)
-    assert set(strip_wrapper_prefix({prefix + "a": torch.zeros(1)})) == {"a"}
+    assert set(serialization._strip_names({prefix + "a": torch.zeros(1)})) == {"a"}
 
 
 @pytest.mark.parametrize("prefix", ["module.", "_orig_mod."])
@@ -332,7 +331,7 @@ def test_st13_wrapper_prefix_on_some_keys_is_an_error(saved, prefix: str) -> Non
     save_state(folder, renamed)
     message = expect_format_error(folder, "missing keys", "unexpected keys", prefix, "every name")
     assert f"{prefix}encoder.proj.weight" in message
-    assert set(strip_wrapper_prefix(renamed)) == set(renamed)  # nothing stripped
+    assert set(serialization._strip_names(renamed)) == set(renamed)  # nothing stripped
 
 
 # ST-14, ST-15, CF-11: shapes and dtypes ---------------------------------------------------------------

@@ -67,10 +67,6 @@ def _json_copy(value: Any, where: str, depth: int = 0) -> Any:
     raise ConfigError(f"{where}: {type(value).__name__} is not a JSON value")
 
 
-def _check_json_value(value: Any, where: str, depth: int = 0) -> None:
-    _json_copy(value, where, depth)
-
-
 def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 

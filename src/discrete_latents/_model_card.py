@@ -133,10 +133,6 @@ def _settings_sections(metadata: Mapping[str, Any]) -> list[str]:
     return parts
 
 
-def _config_block(name: str, config: Any) -> str:
-    return f"<details>\n<summary>{name} config</summary>\n\n```json\n{dumps_json(config.to_dict())}```\n\n</details>"
-
-
 def _describe(model: Any) -> str:
     if hasattr(model, "quantizer"):  # a VQ-VAE
         cfg, (h, w) = model.config, model.grid_size

@@ -217,15 +217,6 @@ class Registry(Generic[T]):
         self._discover()
         return dict(self._failed)
 
-    def _snapshot(self) -> tuple[dict[str, T], dict[str, metadata.EntryPoint] | None, dict[str, BaseException]]:
-        return dict(self._classes), None if self._plugins is None else dict(self._plugins), dict(self._failed)
-
-    def _restore(self, state: tuple[dict[str, T], dict[str, metadata.EntryPoint] | None,
-                                    dict[str, BaseException]]) -> None:
-        self._classes = dict(state[0])
-        self._plugins = None if state[1] is None else dict(state[1])
-        self._failed = dict(state[2])
-
     def reset_plugins(self) -> None:
         """Forget discovered plugins so the next lookup scans entry points again."""
         self._plugins = None

@@ -240,11 +240,6 @@ def _strip_names(names: Iterable[str]) -> dict[str, str]:
     return mapping
 
 
-def strip_wrapper_prefix(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Drop ``module.`` / ``_orig_mod.`` prefixes (also nested), but only when every key carries them."""
-    return {key: tensors[name] for key, name in _strip_names(tensors).items()}
-
-
 def save_module(module: nn.Module, path: str | os.PathLike[str]) -> None:
     """Write a module's state dict (parameters and persistent buffers) as safetensors, atomically.
 
