@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from ._checks import check_finite
+from ._checks import check_finite, check_float, check_int
 from ._files import atomic_write_bytes
 
 _MODES = {1: "L", 3: "RGB"}
@@ -95,12 +95,9 @@ def make_grid(images: Tensor, nrow: int | None = None, padding: int = 2, pad_val
     count, channels, height, width = batch.shape
     if nrow is None:
         nrow = math.ceil(math.sqrt(count))
-    if isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1:
-        raise ValueError(f"nrow: expected a positive integer, got {nrow!r}")
-    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        raise ValueError(f"padding: expected an integer >= 0, got {padding!r}")
-    if isinstance(pad_value, bool) or not isinstance(pad_value, (int, float)) or not 0 <= pad_value <= 1:
-        raise ValueError(f"pad_value: expected a number in [0, 1], got {pad_value!r}")
+    check_int("nrow", nrow, 1)
+    check_int("padding", padding, 0)
+    check_float("pad_value", pad_value, 0.0, 1.0)
     ncol = min(nrow, count)
     nrows = math.ceil(count / ncol)
     canvas = torch.full((channels, nrows * (height + padding) + padding, ncol * (width + padding) + padding),

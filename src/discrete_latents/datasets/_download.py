@@ -28,6 +28,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .. import __version__
+from .._checks import check_int
 from .._files import discard, fsync_directory
 from ..errors import ChecksumMismatchError, DownloadError
 
@@ -334,10 +335,8 @@ def download_file(
     sha256 = sha256.lower()
     if not _SHA256.fullmatch(sha256):
         raise ValueError(f"sha256: expected 64 hex digits, got {sha256!r}")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        raise ValueError(f"size: expected a non-negative int, got {size!r}")
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ValueError(f"retries: expected a non-negative int, got {retries!r}")
+    check_int("size", size, 0)
+    check_int("retries", retries, 0)
     if not timeout > 0 or not backoff >= 0:
         raise ValueError(f"timeout must be > 0 and backoff >= 0, got {timeout!r} and {backoff!r}")
 
