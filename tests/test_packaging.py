@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 import zipfile
@@ -36,3 +37,17 @@ def test_wheel_is_typed_and_declares_the_console_script(wheel: Path) -> None:
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     assert "discrete-latents = discrete_latents.cli:main" in archive.read(entry_points).decode()
     assert not any("/tests/" in n or n.startswith("tests/") for n in names)
+
+
+def test_the_public_namespace_is_the_api_and_a_few_modules() -> None:
+    script = ("import types, discrete_latents as dl\n"
+              "import discrete_latents.cli, discrete_latents.datasets, discrete_latents.training\n"
+              "public = [n for n in dir(dl) if not n.startswith('_')]\n"
+              "print([n for n in public if isinstance(getattr(dl, n), types.ModuleType)])\n"
+              "print(sorted(n for n in public if not isinstance(getattr(dl, n), types.ModuleType)))\n"
+              "print(sorted(set(dl.__all__) - {'__version__'}))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    modules, names, exported = (ast.literal_eval(line) for line in result.stdout.splitlines())
+    assert len(modules) <= 8, modules
+    assert set(modules) <= {"cli", "codec", "datasets", "errors", "images", "priors", "quantizers", "training"}
+    assert names == exported  # everything else public is the exported API, listed in __all__
