@@ -155,9 +155,10 @@ class Trainer:
         """Stage 1: reconstruction MSE + the quantizer's loss (paper Eq. 3)."""
         cfg = self.config
         config = vqvae_preset(cfg.preset).replace(**cfg.vqvae_overrides)
-        if images.shape[1:] != (config.in_channels, config.image_size, config.image_size):
-            raise ConfigError(f"preset {cfg.preset!r} expects images of shape ({config.in_channels},"
-                              f" {config.image_size}, {config.image_size}), the dataset has {tuple(images.shape[1:])}")
+        expected = (config.in_channels, *config.image_shape)
+        if tuple(images.shape[1:]) != expected:
+            raise ConfigError(f"preset {cfg.preset!r} expects images of shape {expected} (C, H, W), the dataset"
+                              f" has {tuple(images.shape[1:])}")
         if self._stage_done("vqvae"):
             return VQVAE.from_pretrained(self.out / "vqvae", map_location=self.device)
         # Module.to accepts memory_format, but torch's type stubs do not list it.
