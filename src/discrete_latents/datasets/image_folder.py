@@ -127,7 +127,8 @@ class ImageFolderDataset(Dataset[tuple[Tensor, int]]):
         """
         bad = [(path, "not a file (a directory or a special file named like an image)") for path in self.not_files]
         checker = _FileChecker(self.files, self.channels)
-        loader = DataLoader(checker, batch_size=64, num_workers=num_workers, collate_fn=list)
+        loader = DataLoader(checker, batch_size=64, num_workers=num_workers, collate_fn=list,
+                            generator=torch.Generator())  # leaves the global RNG stream alone
         reasons = [reason for batch in loader for reason in batch]
         bad += [(path, reason) for path, reason in zip(self.files, reasons) if reason]
         return sorted(bad)
