@@ -532,6 +532,6 @@ def test_image_folder_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(DatasetFormatError, match="no images found"):
         ImageFolderDataset(tmp_path / "empty", image_size=8)
     with pytest.raises(ValueError, match="channels"):
-        ImageFolderDataset(tmp_path / "empty", image_size=8, channels=4)
+        ImageFolderDataset(tmp_path / "empty", image_size=8, channels=5)
     with pytest.raises(FileNotFoundError):
         ImageFolderDataset(tmp_path / "missing", image_size=8)

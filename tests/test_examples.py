@@ -282,6 +282,19 @@ def test_cifar10_train_quick_mode(tmp_path: Path) -> None:
     assert json.loads((out / "metrics.json").read_text())["codebook_size"] == 512
 
 
+@pytest.mark.slow
+def test_image_folder_train_quick_mode(tmp_path: Path) -> None:
+    example = load_example("image_folder_train")
+    out = tmp_path / "run"
+    metrics = example.main(out_dir=str(out), quick=True, num_threads=1, hflip=True, random_crop=True, ema_decay=0.9)
+    assert (tmp_path / "run-images" / "train" / "00000.png").is_file()  # the generated folder, beside the run
+    assert metrics["codebook_size"] == 512 and np.isfinite(metrics["psnr"])
+    pipe = VQVAEPipeline.from_pretrained(out / "pipeline")
+    assert pipe.vqvae.config.image_shape == (32, 48) and pipe.vqvae.grid_size == (8, 12)
+    assert pipe.prior.num_classes == 0 and pipe.metadata["dataset"] == "folder"
+    assert pipe.generate(2, generator=torch.Generator().manual_seed(0)).shape == (2, 3, 32, 48)
+
+
 # --------------------------------------------------------------------------------------------
 # Sampling one digit
 # --------------------------------------------------------------------------------------------

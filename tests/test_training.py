@@ -61,7 +61,7 @@ def test_two_stages_write_models_logs_and_grids(train: Train, settings: Settings
     assert pipeline.metadata["metrics"]["psnr"] == pytest.approx(metrics["psnr"], abs=1e-4)
     assert (out / "pipeline" / "samples.png").is_file() and "psnr" in (out / "pipeline" / "README.md").read_text()
     # The prior records how often each class occurs, for sampling without labels.
-    _, labels = load_split(TrainConfig(**settings(out)), "train")  # type: ignore[arg-type]
+    labels = load_split(TrainConfig(**settings(out)), "train").labels  # type: ignore[arg-type]
     counts = torch.bincount(labels, minlength=prior.num_classes).double()
     assert prior.num_classes == 10 and len(prior.config.class_frequencies) == 10
     assert torch.allclose(torch.tensor(prior.config.class_frequencies, dtype=torch.double), counts / counts.sum(),
@@ -262,8 +262,8 @@ trainer = Trainer(TrainConfig(**settings))
 os.makedirs(settings["out_dir"], exist_ok=True)
 with training_process(trainer.out, trainer.device, 1, trainer._stop):  # joins the gloo group torchrun describes
     torch.manual_seed(0)
-    images, _ = load_split(trainer.config, "train")
-    model = trainer.train_vqvae(images, images[:8])
+    images = load_split(trainer.config, "train")
+    model = trainer.train_vqvae(images, images)
     write_safetensors(os.path.join(settings["out_dir"], f"rank{os.environ['RANK']}.safetensors"), model.state_dict())
     del model
 """

@@ -17,9 +17,11 @@ from .errors import NonFiniteError
 NAME_PATTERN = re.compile(r"^[a-z0-9_][a-z0-9_.-]{0,63}$")
 
 
-def check_images(images: object, channels: int, size: int | None = None, name: str = "images",
+def check_images(images: object, channels: int, size: int | Sequence[int] | None = None, name: str = "images",
                  dtype: torch.dtype | None = None) -> Tensor:
-    """Check ``images`` is a finite float tensor (B, channels, size, size) with B >= 1.
+    """Check ``images`` is a finite float tensor (B, channels, H, W) with B >= 1.
+
+    ``size`` is (H, W), or one int for square images, or ``None`` for any size.
 
     Float images of another precision (float64, float16, bfloat16) are converted to ``dtype``,
     the model's, when it is given: a convolution refuses to mix them with its weights.
@@ -31,15 +33,17 @@ def check_images(images: object, channels: int, size: int | None = None, name: s
                         " (convert uint8 images with images.float() / 255)")
     if dtype is not None and images.dtype != dtype:
         images = images.to(dtype)
-    expected = f"(B, {channels}, {size if size else 'H'}, {size if size else 'W'})"
+    shape = (size, size) if isinstance(size, int) else tuple(size) if size is not None else None
+    expected = f"(B, {channels}, {shape[0]}, {shape[1]})" if shape else f"(B, {channels}, H, W)"
     if images.ndim != 4:
         raise ValueError(f"{name}: expected shape {expected}, got {tuple(images.shape)}")
     if images.shape[0] == 0:
         raise ValueError(f"{name}: the batch is empty (shape {tuple(images.shape)})")
     if images.shape[1] != channels:
         raise ValueError(f"{name}: expected {channels} channel(s), shape {expected}, got {tuple(images.shape)}")
-    if size is not None and tuple(images.shape[2:]) != (size, size):
-        raise ValueError(f"{name}: expected {size}x{size} images, shape {expected}, got {tuple(images.shape)}")
+    if shape is not None and tuple(images.shape[2:]) != shape:
+        raise ValueError(f"{name}: expected {shape[0]}x{shape[1]} images (height x width), shape {expected},"
+                         f" got {tuple(images.shape)}")
     check_finite(images, name)
     low, high = float(images.min()), float(images.max())
     if low < -0.01 or high > 1.01:  # a little slack for resampling overshoot

@@ -136,6 +136,9 @@ class Config:
     """Base class of every config: typed fields, range checks, strict dict/JSON round trips."""
 
     _hints: ClassVar[dict[type, dict[str, Any]]] = {}
+    # Fields added after format version 1 was released: a saved file without them is read with
+    # the default (the behaviour before the field existed). Every other key stays required.
+    _added_fields: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         hints = self._field_types()
@@ -199,7 +202,7 @@ class Config:
                 close = difflib.get_close_matches(key, names, n=1)
                 hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
             raise ConfigError(f"{where}unknown key(s) for {cls.__name__}: {', '.join(hints)}; known keys: {names}")
-        missing = [name for name in names if name not in data]
+        missing = [name for name in names if name not in data and name not in cls._added_fields]
         if missing:
             raise ConfigError(f"{where}missing key(s) for {cls.__name__}: {missing}")
         try:
@@ -244,13 +247,17 @@ class VQVAEConfig(Config):
     k-means initialisation and dead-code restarts.
     """
 
+    _added_fields: ClassVar[tuple[str, ...]] = ("attention",)
+
     # data
-    in_channels: int = 1  # 1 for MNIST, 3 for CIFAR-10
-    image_size: int = 28  # square images; must be divisible by 2 ** len(channels)
+    in_channels: int = 1  # 1 grey (MNIST), 3 RGB (CIFAR-10), 4 RGBA; any count works on tensors
+    # side of square images, or (height, width); each must be divisible by 2 ** len(channels)
+    image_size: int | tuple[int, int] = 28
     # architecture
     channels: tuple[int, ...] = (64, 128)  # width after each 2x2 stride-2 down-sampling
     num_res_blocks: int = 1  # residual blocks at the lowest resolution, in encoder and decoder
     norm_groups: int = 8  # GroupNorm groups in the residual blocks; must divide channels[-1]
+    attention: bool = False  # a self-attention block at the lowest resolution (as in VQGAN, arXiv 2012.09841)
     latent_dim: int = 32  # D, the width of a code vector
     # components, by registry name
     encoder: str = "conv"
@@ -261,8 +268,9 @@ class VQVAEConfig(Config):
     def validate(self) -> None:
         self._require(self.in_channels >= 1, "in_channels", ">= 1")
         self._require(len(self.channels) >= 1 and all(c >= 1 for c in self.channels), "channels", "positive widths")
-        self._require(self.image_size >= 1 and self.image_size % 2 ** len(self.channels) == 0, "image_size",
-                      f"a positive multiple of 2 ** len(channels) = {2 ** len(self.channels)}")
+        factor = 2 ** len(self.channels)
+        self._require(all(side >= 1 and side % factor == 0 for side in self.image_shape), "image_size",
+                      f"a positive multiple of 2 ** len(channels) = {factor}, or (height, width) of such multiples")
         self._require(self.num_res_blocks >= 0, "num_res_blocks", ">= 0")
         self._require(self.norm_groups >= 1 and self.channels[-1] % self.norm_groups == 0, "norm_groups",
                       f"a positive divisor of channels[-1] = {self.channels[-1]}")
@@ -274,10 +282,16 @@ class VQVAEConfig(Config):
                       f"no 'dim' (it is set by latent_dim = {self.latent_dim})")
 
     @property
+    def image_shape(self) -> tuple[int, int]:
+        """(H, W) of the images: ``image_size`` twice when it is one int."""
+        size = self.image_size
+        return (size, size) if isinstance(size, int) else (size[0], size[1])
+
+    @property
     def grid_size(self) -> tuple[int, int]:
-        """(h, w) of the code grid."""
-        side = self.image_size // 2 ** len(self.channels)
-        return (side, side)
+        """(h, w) of the code grid: (H / f, W / f) with f = 2 ** len(channels)."""
+        factor = 2 ** len(self.channels)
+        return (self.image_shape[0] // factor, self.image_shape[1] // factor)
 
 
 @dataclass(frozen=True)

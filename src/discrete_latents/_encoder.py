@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._layers import Downsample, ResBlock
+from ._layers import AttentionBlock, Downsample, ResBlock
 from ._registry import ENCODERS
 
 
@@ -25,6 +25,7 @@ class Encoder(nn.Module):
         latent_dim: D, the width of the output latents. Default 32.
         num_res_blocks: residual blocks at the lowest resolution. Default 1.
         norm_groups: GroupNorm groups in the residual blocks. Default 8.
+        attention: a self-attention block after the residual blocks. Default False.
 
     Examples:
         >>> import torch
@@ -33,15 +34,17 @@ class Encoder(nn.Module):
     """
 
     def __init__(self, in_channels: int = 1, channels: Sequence[int] = (64, 128), latent_dim: int = 32,
-                 num_res_blocks: int = 1, norm_groups: int = 8) -> None:
+                 num_res_blocks: int = 1, norm_groups: int = 8, attention: bool = False) -> None:
         super().__init__()
         widths = [in_channels, *channels]
         self.down = nn.ModuleList(Downsample(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.res = nn.Sequential(*(ResBlock(widths[-1], norm_groups) for _ in range(num_res_blocks)))
+        # Optional global attention at the lowest resolution (VQGAN); Identity keeps old weight names.
+        self.attention = AttentionBlock(widths[-1], norm_groups) if attention else nn.Identity()
         self.proj = nn.Conv2d(widths[-1], latent_dim, kernel_size=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Map (B, C, H, W) inputs (already normalised to [-1, 1]) to (B, D, H / 2^n, W / 2^n)."""
+        """Map (B, C, H, W) inputs (already normalised to [-1, 1]; H and W may differ) to (B, D, H / 2^n, W / 2^n)."""
         for down in self.down:
             x = F.silu(down(x))
-        return self.proj(self.res(x))
+        return self.proj(self.attention(self.res(x)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor, nn
 
 
@@ -48,3 +49,28 @@ class Upsample(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.conv(x)
+
+
+class AttentionBlock(nn.Module):
+    """Single-head self-attention over all positions of a feature map, with a skip connection.
+
+    VQGAN (Esser et al., arXiv 2012.09841) puts one at the lowest resolution of its encoder and
+    decoder, where a grid cell can then draw on the whole image instead of its receptive field.
+    Shape-preserving: (B, C, H, W) -> (B, C, H, W); H and W may differ.
+
+    Args:
+        channels: C.
+        groups: GroupNorm groups of the pre-normalisation; must divide ``channels``.
+    """
+
+    def __init__(self, channels: int, groups: int = 8) -> None:
+        super().__init__()
+        self.norm = nn.GroupNorm(groups, channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, kernel_size=1)
+        self.proj = nn.Conv2d(channels, channels, kernel_size=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        height = x.shape[2]
+        q, k, v = rearrange(self.qkv(self.norm(x)), "b (three c) h w -> three b 1 (h w) c", three=3)
+        attended = F.scaled_dot_product_attention(q, k, v)  # (B, 1, h*w, C): one head
+        return x + self.proj(rearrange(attended, "b 1 (h w) c -> b c h w", h=height))

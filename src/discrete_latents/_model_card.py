@@ -136,7 +136,8 @@ def _settings_sections(metadata: Mapping[str, Any]) -> list[str]:
 def _describe(model: Any) -> str:
     if hasattr(model, "quantizer"):  # a VQ-VAE
         cfg, (h, w) = model.config, model.grid_size
-        return (f"{cfg.in_channels}x{cfg.image_size}x{cfg.image_size} images -> a {h}x{w} grid of"
+        height, width = getattr(cfg, "image_shape", (cfg.image_size, cfg.image_size))
+        return (f"{cfg.in_channels}x{height}x{width} images -> a {h}x{w} grid of"
                 f" {model.codebook_size} codes (`{cfg.quantizer}` quantizer, {cfg.latent_dim}-d codes)")
     h, w = model.grid_size
     cond = f"class-conditional on {model.num_classes} classes" if model.num_classes else "unconditional"

@@ -20,7 +20,8 @@ from .quantizers import QUANTIZERS, BaseQuantizer
 class VQVAE(nn.Module, PretrainedModel):
     """Vector-quantised variational autoencoder (van den Oord et al. 2017, arXiv 1711.00937).
 
-    Images are float tensors in [0, 1], (B, C, H, W); they are mapped to [-1, 1] inside.
+    Images are float tensors in [0, 1], (B, C, H, W); they are mapped to [-1, 1] inside. H and W
+    may differ (``image_size=(H, W)``); the code grid is then (H / f, W / f).
 
     Args:
         config: a `VQVAEConfig`; default ``VQVAEConfig()``, the seed's model as
@@ -48,6 +49,8 @@ class VQVAE(nn.Module, PretrainedModel):
         self.config = config
         shape = dict(in_channels=config.in_channels, channels=config.channels, latent_dim=config.latent_dim,
                      num_res_blocks=config.num_res_blocks, norm_groups=config.norm_groups)
+        if config.attention:  # passed only when on, so encoders of plugins without the option still build
+            shape["attention"] = True
         self.encoder = ENCODERS.create(config.encoder, **shape)
         self.decoder = DECODERS.create(config.decoder, **shape)
         try:
@@ -77,7 +80,7 @@ class VQVAE(nn.Module, PretrainedModel):
     def _check(self, images: object) -> Tensor:
         # Images of another float precision are converted to the weights' (convolutions refuse a mix).
         dtype = next((p.dtype for p in self.parameters() if p.is_floating_point()), None)
-        return check_images(images, self.config.in_channels, self.config.image_size, dtype=dtype)
+        return check_images(images, self.config.in_channels, self.config.image_shape, dtype=dtype)
 
     def forward(self, images: Tensor) -> VQVAEOutput:
         """Reconstruct images through the codes.

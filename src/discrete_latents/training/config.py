@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from .._configs import Config
 
 STAGES = ("vqvae", "prior", "both")
 DATASETS = ("mnist", "cifar10", "folder")
+CROPS = ("center", "random")
+BAD_FILES = ("fail", "skip")
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,10 @@ class TrainConfig(Config):
     Defaults reproduce the seed's MNIST run (20 + 20 epochs). Any field can be overridden from
     the command line (``--prior_epochs=5``) or a JSON/TOML file.
     """
+
+    # Added after the first release; run folders and checkpoints written before read them as the defaults.
+    _added_fields: ClassVar[tuple[str, ...]] = ("num_workers", "crop", "hflip", "bad_files", "grad_accum_steps",
+                                                "ema_decay")
 
     # I/O
     out_dir: str = "runs/mnist"  # checkpoints, metrics.jsonl, image grids and the final pipeline
@@ -32,6 +38,10 @@ class TrainConfig(Config):
     download: bool = False  # fetch missing dataset files from the official mirrors
     limit_train: int = 0  # use only the first N training images (0 = all); for quick runs
     limit_test: int = 0  # evaluate on the first N test images (0 = all)
+    num_workers: int = 2  # folder: DataLoader processes decoding images (0 = in the training process)
+    crop: str = "center"  # folder: "center" or "random" crop after scaling to cover the model's (H, W)
+    hflip: bool = False  # folder: mirror half of the training images left to right, anew each epoch
+    bad_files: str = "fail"  # folder: "fail" stops before training listing every bad file; "skip" trains on the rest
     # model
     preset: str = "mnist"  # VQ-VAE preset (see discrete_latents._presets)
     prior_preset: str = "mnist"  # prior preset; "mnist_pixelcnn" swaps in the PixelCNN
@@ -46,9 +56,11 @@ class TrainConfig(Config):
     vqvae_lr: float = 4e-3  # Adam peak learning rate, stage 1 (MNIST, 5 epochs: 26.5 dB at 1e-3, 27.2 at 4e-3)
     prior_lr: float = 2e-3  # AdamW peak learning rate, stage 2
     weight_decay: float = 0.01  # AdamW decay of the prior's matrices (not biases, norms)
-    warmup_steps: int = 200  # linear warm-up, then cosine decay to min_lr_ratio * peak
+    warmup_steps: int = 200  # optimizer steps of linear warm-up, then cosine decay to min_lr_ratio * peak
     min_lr_ratio: float = 0.02
     grad_clip: float = 1.0  # max gradient norm (0 = off)
+    grad_accum_steps: int = 1  # batches whose gradients are summed per optimizer step (effective batch x N)
+    ema_decay: float = 0.0  # exponential moving average of the weights, used to evaluate and save (0 = off)
     seed: int = 0
     device: str = "auto"  # "auto" (cuda, mps, cpu), or any torch device string
     amp: str = "auto"  # stage 1 autocast: "auto" (bf16 on GPU, off on CPU), "bf16" or "off"
@@ -61,11 +73,14 @@ class TrainConfig(Config):
         self._require(self.dataset in DATASETS, "dataset", f"one of {DATASETS}")
         for name in ("amp", "prior_amp"):
             self._require(getattr(self, name) in ("auto", "bf16", "off"), name, "'auto', 'bf16' or 'off'")
+        self._require(self.crop in CROPS, "crop", f"one of {CROPS}")
+        self._require(self.bad_files in BAD_FILES, "bad_files", f"one of {BAD_FILES}")
+        self._require(0 <= self.ema_decay < 1, "ema_decay", "a decay in [0, 1) (0 = off)")
         for name in ("checkpoint_every", "keep_last", "log_every", "batch_size", "prior_batch_size",
-                     "max_nonfinite_steps"):
+                     "max_nonfinite_steps", "grad_accum_steps"):
             self._require(getattr(self, name) >= 1, name, ">= 1")
         for name in ("vqvae_epochs", "prior_epochs", "limit_train", "limit_test", "warmup_steps", "seed",
-                     "num_threads"):
+                     "num_threads", "num_workers"):
             self._require(getattr(self, name) >= 0, name, ">= 0")
         for name in ("vqvae_lr", "prior_lr"):
             self._require(getattr(self, name) > 0, name, "> 0")

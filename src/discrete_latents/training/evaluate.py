@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import Tensor
 
@@ -11,8 +13,11 @@ from ..priors import BasePrior
 
 
 @torch.no_grad()
-def evaluate_vqvae(model: VQVAE, images: Tensor, batch_size: int = 500) -> dict[str, float]:
+def evaluate_vqvae(model: VQVAE, images: Tensor | Iterable[Tensor], batch_size: int = 500) -> dict[str, float]:
     """Reconstruction MSE and PSNR over all ``images`` (uint8), codes used and their perplexity.
+
+    ``images`` is one tensor (N, C, H, W), taken ``batch_size`` at a time, or any iterable of
+    uint8 batches (a folder streamed from disk).
 
     ``psnr`` is 10 log10(1 / MSE) of the MSE over every pixel of the set, the headline figure;
     ``psnr_mean_per_image`` averages each image's PSNR (the image-compression convention; it is
@@ -21,10 +26,12 @@ def evaluate_vqvae(model: VQVAE, images: Tensor, batch_size: int = 500) -> dict[
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    squared_error, pixels, image_psnr = 0.0, 0, 0.0
+    squared_error, pixels, image_psnr, count = 0.0, 0, 0.0, 0
     counts = torch.zeros(model.codebook_size, dtype=torch.long, device=device)
-    for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].to(device).float() / 255
+    batches = images.split(batch_size) if isinstance(images, Tensor) else images
+    for batch in batches:
+        x = batch.to(device).float() / 255
+        count += len(x)
         out = model(x)
         errors = (out.reconstruction.clamp(0, 1) - x) ** 2
         squared_error += float(errors.sum())
@@ -33,7 +40,7 @@ def evaluate_vqvae(model: VQVAE, images: Tensor, batch_size: int = 500) -> dict[
         counts += torch.bincount(out.indices.flatten(), minlength=model.codebook_size)
     model.train(was_training)
     mse = squared_error / pixels
-    return {"mse": mse, "psnr": psnr(mse), "psnr_mean_per_image": image_psnr / len(images),
+    return {"mse": mse, "psnr": psnr(mse), "psnr_mean_per_image": image_psnr / count,
             "codes_used": codes_used(counts), "codebook_size": model.codebook_size,
             "perplexity": float(perplexity(counts))}
 

@@ -1,8 +1,9 @@
 """The two-stage trainer: stage 1 fits the VQ-VAE, stage 2 fits a prior on its codes.
 
 Both stages share one loop (`Trainer._run_stage`): a fixed, seeded shuffle per epoch, a
-warm-up + cosine learning rate computed from the step (so resuming needs no scheduler object),
-gradient clipping, skipping of non-finite steps, periodic crash-safe checkpoints (one series per
+warm-up + cosine learning rate computed from the optimizer step (so resuming needs no scheduler
+object), gradient accumulation, gradient clipping, an optional EMA of the weights, skipping of
+non-finite steps, periodic crash-safe checkpoints (one series per
 stage), a JSON-lines metrics log and image grids at every epoch end. A run killed at any point and
 resumed ends with the same weights as one never interrupted (on the same device and thread count).
 
@@ -47,7 +48,8 @@ from .checkpoint import (
     rng_to_tensors,
 )
 from .config import TrainConfig
-from .data import load_split
+from .data import ImageSource, InMemory, epoch_plan, load_split, steps_per_epoch
+from .ema import WeightEMA
 from .evaluate import evaluate_prior, evaluate_vqvae
 from .metrics_log import MetricsLog
 from .process import StopFlag, pick_device, training_process
@@ -57,7 +59,7 @@ CODES_NAME = "codes.safetensors"
 ENCODE_BATCH = 1000
 # Settings that may differ between a run and its resumption without changing the result.
 RESUMABLE_CHANGES = {"resume", "progress", "log_every", "checkpoint_every", "keep_last", "device", "data_dir",
-                     "download", "num_threads"}
+                     "download", "num_threads", "num_workers"}
 
 
 def learning_rate(step: int, total: int, peak: float, warmup: int, min_ratio: float) -> float:
@@ -107,22 +109,20 @@ class Trainer:
             self._claim_folder()
             torch.manual_seed(cfg.seed)
             self._load_resume_point()
-            train_images, train_labels = load_split(cfg, "train")
-            test_images, test_labels = load_split(cfg, "test")
+            train, test = load_split(cfg, "train", self.device), load_split(cfg, "test", self.device)
             if cfg.stage == "prior":
                 vqvae = VQVAE.from_pretrained(self.out / "vqvae", map_location=self.device)
             else:
-                vqvae = self.train_vqvae(train_images, test_images)
+                vqvae = self.train_vqvae(train, test)
             if self._stop.requested:
                 return {}
-            metrics = evaluate_vqvae(vqvae, test_images.to(self.device))
+            metrics = evaluate_vqvae(vqvae, (images for images, _ in test.in_order(ENCODE_BATCH)))
             prior = None
             if cfg.stage in ("prior", "both"):
-                prior = self.train_prior(vqvae, train_images, train_labels)
+                prior = self.train_prior(vqvae, train)
                 if self._stop.requested:
                     return {}
-                test_codes = vqvae.encode(test_images, batch_size=ENCODE_BATCH)
-                metrics.update(evaluate_prior(prior, test_codes, test_labels))
+                metrics.update(evaluate_prior(prior, encode_all(vqvae, test), test.labels))
             if self.is_main:
                 (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
                 self.log(format_metrics(metrics))
@@ -151,24 +151,24 @@ class Trainer:
             return lambda: torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext
 
-    def train_vqvae(self, images: Tensor, test_images: Tensor) -> VQVAE:
+    def train_vqvae(self, images: ImageSource, test_images: ImageSource) -> VQVAE:
         """Stage 1: reconstruction MSE + the quantizer's loss (paper Eq. 3)."""
         cfg = self.config
         config = vqvae_preset(cfg.preset).replace(**cfg.vqvae_overrides)
-        if images.shape[1:] != (config.in_channels, config.image_size, config.image_size):
-            raise ConfigError(f"preset {cfg.preset!r} expects images of shape ({config.in_channels},"
-                              f" {config.image_size}, {config.image_size}), the dataset has {tuple(images.shape[1:])}")
+        expected = (config.in_channels, *config.image_shape)
+        if images.item_shape != expected:
+            raise ConfigError(f"preset {cfg.preset!r} expects images of shape {expected} (C, H, W), the dataset"
+                              f" has {images.item_shape}")
         if self._stage_done("vqvae"):
             return VQVAE.from_pretrained(self.out / "vqvae", map_location=self.device)
         # Module.to accepts memory_format, but torch's type stubs do not list it.
         model = VQVAE(config).to(self.device, memory_format=self._conv_memory_format)  # type: ignore[call-overload]
         autocast = self._autocast(cfg.amp)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.vqvae_lr, fused=self._fused)
-        data = images.to(self.device)
-        probe = test_images[:32].to(self.device).float() / 255
+        probe = next(test_images.in_order(32, limit=32))[0].to(self.device).float() / 255
 
-        def step(module: nn.Module, index: Tensor) -> tuple[Tensor, dict[str, float]]:
-            x = data[index].float() / 255
+        def step(module: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
+            x = batch[0].to(self.device, non_blocking=True).float() / 255
             with autocast():
                 out = module(x)
             recon = F.mse_loss(out.reconstruction.float(), x)
@@ -178,31 +178,30 @@ class Trainer:
         def epoch_end(epoch: int) -> None:
             self._save_grid(torch.cat([probe, model.reconstruct(probe)]), f"reconstructions_epoch{epoch + 1:03d}.png")
 
-        self._run_stage("vqvae", model, optimizer, step, len(data), cfg.batch_size, cfg.vqvae_epochs,
+        self._run_stage("vqvae", model, optimizer, step, images, cfg.batch_size, cfg.vqvae_epochs,
                         cfg.vqvae_lr, epoch_end)
         if self.is_main and not self._stop.requested:
             model.save_pretrained(self.out / "vqvae")
         return model.eval()
 
-    def train_prior(self, vqvae: VQVAE, images: Tensor, labels: Tensor) -> BasePrior:
+    def train_prior(self, vqvae: VQVAE, images: ImageSource) -> BasePrior:
         """Stage 2: extract the training set's codes once, then fit the prior by next-code cross-entropy."""
         cfg = self.config
         config = prior_preset(cfg.prior_preset).replace(**cfg.prior_overrides)
         if isinstance(config, PriorConfig) and config.num_classes and not config.class_frequencies:
             # Sampling without labels draws classes as often as the training set holds them.
-            counts = torch.bincount(labels.long(), minlength=config.num_classes).double()
+            counts = torch.bincount(images.labels.long(), minlength=config.num_classes).double()
             config = config.replace(class_frequencies=tuple(round(float(c), 6) for c in counts / counts.sum()))
         prior = build_prior(config).to(self.device)
         check_compatible(vqvae, prior)
-        codes = self._training_codes(vqvae, images).to(self.device)
-        class_labels = labels.to(self.device) if prior.num_classes else None
+        codes = InMemory(self._training_codes(vqvae, images).to(self.device), images.labels.to(self.device))
         optimizer = torch.optim.AdamW(prior.param_groups(cfg.weight_decay), lr=cfg.prior_lr, betas=(0.9, 0.95),
                                       fused=self._fused)
         autocast = self._autocast(cfg.prior_amp)
 
-        def step(module: nn.Module, index: Tensor) -> tuple[Tensor, dict[str, float]]:
+        def step(module: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
             with autocast():
-                out = module(codes[index], None if class_labels is None else class_labels[index])
+                out = module(batch[0], batch[1] if prior.num_classes else None)
             return out.loss.float(), {"nll": out.loss.detach()}
 
         def epoch_end(epoch: int) -> None:
@@ -213,7 +212,7 @@ class Trainer:
             torch.set_rng_state(state)
             self._save_grid(vqvae.decode(sampled), f"samples_epoch{epoch + 1:03d}.png")
 
-        self._run_stage("prior", prior, optimizer, step, len(codes), cfg.prior_batch_size, cfg.prior_epochs,
+        self._run_stage("prior", prior, optimizer, step, codes, cfg.prior_batch_size, cfg.prior_epochs,
                         cfg.prior_lr, epoch_end)
         if self.is_main and not self._stop.requested:
             prior.save_pretrained(self.out / "prior")
@@ -231,6 +230,7 @@ class Trainer:
                          "batch_size": cfg.batch_size, "prior_batch_size": cfg.prior_batch_size,
                          "vqvae_lr": cfg.vqvae_lr, "prior_lr": cfg.prior_lr, "amp": cfg.amp,
                          "prior_amp": cfg.prior_amp, "seed": cfg.seed, "device": device,
+                         "grad_accum_steps": cfg.grad_accum_steps, "ema_decay": cfg.ema_decay,
                          "wall_time_minutes": round(seconds / 60, 1), "torch": torch.__version__},
             "metrics": {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()},
         }
@@ -239,17 +239,21 @@ class Trainer:
 
     # the shared loop ---------------------------------------------------------------------------
     def _run_stage(self, stage: str, model: nn.Module, optimizer: torch.optim.Optimizer,
-                   step_fn: Callable[[nn.Module, Tensor], tuple[Tensor, dict[str, Any]]], size: int,
+                   step_fn: Callable[[nn.Module, Any], tuple[Tensor, dict[str, Any]]], data: ImageSource,
                    batch_size: int, epochs: int, peak_lr: float, epoch_end: Callable[[int], None]) -> None:
         cfg = self.config
-        steps_per_epoch = max(1, size // batch_size)  # the ragged last batch is dropped
-        total = steps_per_epoch * epochs
+        accum = cfg.grad_accum_steps
+        per_epoch = steps_per_epoch(len(data), batch_size, accum)  # the ragged rest of an epoch is dropped
+        total = per_epoch * epochs  # optimizer steps: warm-up and cosine count these, not batches
         start_epoch, start_batch, step, nonfinite = 0, 0, 0, 0
+        ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay else None
         resume = self._resume_state
         if resume is not None and resume["stage"] == stage:
             model.load_state_dict(self._resume_files["model"])
             optimizer_from_tensors(optimizer, self._resume_files["optimizer"], resume["optimizer"])
             rng_from_tensors(self._resume_files["rng"])
+            if ema is not None:
+                ema.load_state_dict(self._resume_files["ema"])
             start_epoch, start_batch, step = resume["epoch"], resume["batch"], resume["step"]
             nonfinite = resume["nonfinite"]
             self._truncate_log(stage, step)
@@ -257,40 +261,40 @@ class Trainer:
         wrapped = self._wrap(model)
         model.train()
         for epoch in range(start_epoch, epochs):
-            order = torch.randperm(size, generator=torch.Generator().manual_seed(cfg.seed * 1009 + epoch))
-            order = order.to(self.device)
-            bar = self._progress(steps_per_epoch, f"{stage} {epoch + 1}/{epochs}", start_batch)
-            for batch in range(start_batch, steps_per_epoch):
-                index = order[batch * batch_size:(batch + 1) * batch_size]
-                index = index[distributed.rank()::distributed.world_size()]  # each rank its share
+            plan = epoch_plan(len(data), batch_size, accum, cfg.seed, epoch, start_batch)
+            batches = data.batches([index for micro in plan for index in micro], epoch)
+            bar = self._progress(per_epoch, f"{stage} {epoch + 1}/{epochs}", start_batch)
+            for batch, micro in zip(range(start_batch, per_epoch), plan):
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(step, total, peak_lr, cfg.warmup_steps, cfg.min_lr_ratio)
-                loss, stats = step_fn(wrapped, index)
                 optimizer.zero_grad(set_to_none=True)
-                if not torch.isfinite(loss):
+                loss, stats, finite = self._accumulate(wrapped, step_fn, [next(batches) for _ in micro])
+                if not finite:
                     nonfinite += 1  # skip the step: a NaN update would poison every weight
                     if nonfinite >= cfg.max_nonfinite_steps:
                         raise NonFiniteError(f"{stage}: the loss was NaN or infinite {nonfinite} steps in a row"
                                              f" (last at step {step}, epoch {epoch + 1}); stopping without"
                                              " saving non-finite weights. Try a lower learning rate.")
+                    optimizer.zero_grad(set_to_none=True)
                 else:
                     nonfinite = 0
-                    loss.backward()
                     if cfg.grad_clip:
                         nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                     optimizer.step()
+                    if ema is not None:
+                        ema.update(model)
                 step += 1
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{float(loss.detach()):.4f}", refresh=False)
+                    bar.set_postfix(loss=f"{float(loss):.4f}", refresh=False)
                 if step % cfg.log_every == 0:
-                    self._log_metrics({"stage": stage, "epoch": epoch + 1, "step": step, "loss": float(loss.detach()),
+                    self._log_metrics({"stage": stage, "epoch": epoch + 1, "step": step, "loss": float(loss),
                                        "lr": optimizer.param_groups[0]["lr"], **_floats(stats), **_usage(model)})
                 next_batch = batch + 1
-                at_epoch_end = next_batch == steps_per_epoch
+                at_epoch_end = next_batch == per_epoch
                 if at_epoch_end or step % cfg.checkpoint_every == 0 or self._stop.requested:
                     position = (epoch + 1, 0) if at_epoch_end else (epoch, next_batch)
-                    self._checkpoint(stage, model, optimizer, step, position, nonfinite)
+                    self._checkpoint(stage, model, optimizer, step, position, nonfinite, ema)
                 if self._stop.requested:
                     self.log(f"stopped on request at {stage} step {step}; resume with --resume")
                     return
@@ -298,7 +302,33 @@ class Trainer:
                 bar.close()
             start_batch = 0
             if self.is_main:
-                epoch_end(epoch)
+                with ema.applied(model) if ema is not None else nullcontext():
+                    epoch_end(epoch)
+        if ema is not None:
+            ema.copy_to(model)  # what is evaluated and saved from here on
+
+    @staticmethod
+    def _accumulate(wrapped: nn.Module, step_fn: Callable[[nn.Module, Any], tuple[Tensor, dict[str, Any]]],
+                    micro_batches: list[Any]) -> tuple[Tensor, dict[str, Any], bool]:
+        """Sum the gradients of the micro-batches of one step: (mean loss, last stats, all finite).
+
+        Each loss is divided by the count, so N micro-batches give the gradient of their mean, as
+        one batch N times larger would. DDP synchronises gradients on the last one only.
+        """
+        count = len(micro_batches)
+        total: Tensor | None = None
+        stats: dict[str, Any] = {}
+        for m, micro in enumerate(micro_batches):
+            no_sync = getattr(wrapped, "no_sync", None)
+            with no_sync() if no_sync is not None and m < count - 1 else nullcontext():
+                loss, stats = step_fn(wrapped, micro)
+                if not torch.isfinite(loss):
+                    return loss.detach(), stats, False
+                (loss / count if count > 1 else loss).backward()
+            part = loss.detach().float() / count
+            total = part if total is None else total + part
+        assert total is not None  # a step has at least one micro-batch
+        return total, stats, True
 
     # helpers ----------------------------------------------------------------------------------
     def _wrap(self, model: nn.Module) -> nn.Module:
@@ -312,7 +342,7 @@ class Trainer:
         return DistributedDataParallel(model, broadcast_buffers=False)
 
     def _checkpoint(self, stage: str, model: nn.Module, optimizer: torch.optim.Optimizer, step: int,
-                    position: tuple[int, int], nonfinite: int) -> None:
+                    position: tuple[int, int], nonfinite: int, ema: WeightEMA | None = None) -> None:
         if not self.is_main:
             return
         weights = model.state_dict()
@@ -322,8 +352,10 @@ class Trainer:
         opt_tensors, opt_meta = optimizer_to_tensors(optimizer)
         state = {"stage": stage, "epoch": position[0], "batch": position[1], "step": step, "nonfinite": nonfinite,
                  "optimizer": opt_meta, "config": self.config.to_dict(), "torch_version": torch.__version__}
-        self.checkpoints[stage].save(step, {"model": weights, "optimizer": opt_tensors, "rng": rng_to_tensors()},
-                                     state)
+        files = {"model": weights, "optimizer": opt_tensors, "rng": rng_to_tensors()}
+        if ema is not None:
+            files["ema"] = ema.state_dict()
+        self.checkpoints[stage].save(step, files, state)
 
     def _claim_folder(self) -> None:
         """Make ``out_dir`` this run's, or refuse it: runs never mix in one folder."""
@@ -376,7 +408,7 @@ class Trainer:
     def _epochs(self, stage: str) -> int:
         return self.config.vqvae_epochs if stage == "vqvae" else self.config.prior_epochs
 
-    def _training_codes(self, vqvae: VQVAE, images: Tensor) -> Tensor:
+    def _training_codes(self, vqvae: VQVAE, images: ImageSource) -> Tensor:
         """The training set's codes, cached in ``codes.safetensors`` with the VQ-VAE weights they came from."""
         path, key = self.out / CODES_NAME, fingerprint(vqvae)
         if path.is_file():
@@ -388,7 +420,7 @@ class Trainer:
                 self.log(f"{path.name} was made by another VQ-VAE or dataset; encoding the training set again")
             except (CheckpointFormatError, KeyError) as err:
                 self.log(f"{path.name} is unreadable ({err}); encoding the training set again")
-        codes = vqvae.eval().encode(images, batch_size=ENCODE_BATCH).cpu()
+        codes = encode_all(vqvae.eval(), images)
         if self.is_main:
             write_safetensors(path, {"codes": codes.to(torch.int32)}, metadata={"vqvae": key})
         return codes
@@ -414,6 +446,11 @@ class Trainer:
 
         (self.out / "images").mkdir(exist_ok=True)
         save_grid(images.float().cpu().clamp(0, 1), self.out / "images" / name, nrow=nrow)
+
+
+def encode_all(vqvae: VQVAE, images: ImageSource) -> Tensor:
+    """The codes of every image of ``images``, in order, on the CPU."""
+    return torch.cat([vqvae.encode(batch).cpu() for batch, _ in images.in_order(ENCODE_BATCH)])
 
 
 def _floats(stats: dict[str, Any]) -> dict[str, float]:
