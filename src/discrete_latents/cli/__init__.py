@@ -14,6 +14,7 @@ non-zero exit status (see `discrete_latents.cli._errors`); ``--debug`` adds the 
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 import traceback
 from collections.abc import Sequence
@@ -94,12 +95,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         getattr(commands, args.command)(args, extra)
     except KeyboardInterrupt:
-        hint = "; continue the run with --resume" if args.command == "train" else ""
-        print(f"{prefix}: interrupted{hint}", file=sys.stderr)
-        return INTERRUPTED
+        pass  # handled below, once the interrupted frames (and any data-loader workers) are released
     except Exception as err:  # every failure is a message; the traceback is for --debug
         if getattr(args, "debug", False):
             traceback.print_exc()
         print(f"{prefix}: error: {describe(err)}", file=sys.stderr)
         return exit_status(err)
-    return 0
+    else:
+        return 0
+    gc.collect()  # shut down worker processes now, not while the interpreter exits (noisy tracebacks)
+    hint = "; continue the run with --resume" if args.command == "train" else ""
+    print(f"{prefix}: interrupted{hint}", file=sys.stderr)
+    return INTERRUPTED
