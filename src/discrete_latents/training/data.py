@@ -103,13 +103,21 @@ class Streamed(ImageSource):
         # given, and drawing from the global one would shift the training RNG stream, so a resumed
         # run (which starts one loader more mid-epoch) would diverge from an uninterrupted one.
         loader = DataLoader(_Pixels(self.dataset), batch_sampler=plan, num_workers=self.num_workers,
-                            pin_memory=self.pin_memory, prefetch_factor=4 if self.num_workers else None,
+                            collate_fn=_join, prefetch_factor=4 if self.num_workers else None,
                             generator=torch.Generator().manual_seed(epoch))
-        yield from loader
+        for data, labels in loader:
+            images = torch.frombuffer(bytearray(data), dtype=torch.uint8).view(len(labels), *self.item_shape)
+            yield (images.pin_memory() if self.pin_memory else images), torch.tensor(labels, dtype=torch.long)
 
 
-class _Pixels(Dataset[tuple[Tensor, int]]):
-    """uint8 images (a quarter of the bytes of floats through the workers' pipes)."""
+def _join(items: list[tuple[bytes, int]]) -> tuple[bytes, list[int]]:
+    """Collate in the worker into one bytes object: it crosses the pipe as plain data, with no
+    shared-memory handles that a worker would still be serving when the trainer stops (Ctrl-C)."""
+    return b"".join(pixels for pixels, _ in items), [label for _, label in items]
+
+
+class _Pixels(Dataset[tuple[bytes, int]]):
+    """uint8 image bytes (a quarter of the bytes of floats through the workers' pipes)."""
 
     def __init__(self, dataset: ImageFolderDataset) -> None:
         self.dataset = dataset
@@ -117,8 +125,8 @@ class _Pixels(Dataset[tuple[Tensor, int]]):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        return self.dataset.pixels(index), self.dataset._labels[index]
+    def __getitem__(self, index: int) -> tuple[bytes, int]:
+        return self.dataset.pixels(index).numpy().tobytes(), self.dataset._labels[index]
 
 
 def load_split(config: TrainConfig, split: str, device: torch.device | None = None) -> ImageSource:
