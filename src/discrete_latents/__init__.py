@@ -4,6 +4,7 @@ __version__ = "0.1.0"
 
 from .configs import CausalPriorConfig as CausalPriorConfig
 from .configs import Config as Config
+from .configs import MaskedPriorConfig as MaskedPriorConfig
 from .configs import PixelCNNPriorConfig as PixelCNNPriorConfig
 from .configs import VQVAEConfig as VQVAEConfig
 from .decoder import Decoder as Decoder
@@ -16,6 +17,7 @@ from .pretrained import pretrained_path as pretrained_path
 from .priors import PRIORS as PRIORS
 from .priors import BasePrior as BasePrior
 from .priors import CausalPrior as CausalPrior
+from .priors import MaskedPrior as MaskedPrior
 from .priors import PixelCNNPrior as PixelCNNPrior
 from .priors import build_prior as build_prior
 from .quantizers import QUANTIZERS as QUANTIZERS
@@ -49,6 +51,8 @@ __all__ = [
     "EMAVectorQuantizer",
     "Encoder",
     "FiniteScalarQuantizer",
+    "MaskedPrior",
+    "MaskedPriorConfig",
     "PixelCNNPrior",
     "PixelCNNPriorConfig",
     "PriorOutput",
