@@ -1,10 +1,11 @@
-"""The ``discrete-latents`` command: train, sample, reconstruct, evaluate, push.
+"""The ``discrete-latents`` command: train, sample, inpaint, reconstruct, evaluate, push.
 
 A thin layer over the Python API: every subcommand is a few calls to functions documented in
 the API reference.
 
 Example:
     discrete-latents sample --num-samples 64 --labels 7 --out sevens.png
+    discrete-latents inpaint --pipeline mnist_masked --index 0 1 2 --rect 16 0 12 28 --out inpaint.png
     discrete-latents train --vqvae_epochs=2 --prior_epochs=2 --data_dir=../shared/data/mnist
 """
 
@@ -15,8 +16,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import DiscreteLatentsError
+from . import inpaint_command
 
-COMMANDS = ("train", "sample", "reconstruct", "evaluate", "push")
+COMMANDS = ("train", "sample", "inpaint", "reconstruct", "evaluate", "push")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,9 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--top-k", type=int, default=None)
     sample.add_argument("--top-p", type=float, default=None)
     sample.add_argument("--guidance-scale", type=float, default=1.0)
+    sample.add_argument("--steps", type=int, default=None, help="parallel steps of a masked prior (default 8)")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--nrow", type=int, default=8)
     sample.add_argument("--out", default="samples.png")
+
+    inpaint_command.add_arguments(sub.add_parser("inpaint", help="redraw a region of images into a PNG grid",
+                                                 description=inpaint_command.__doc__.split("\n\n")[0]),
+                                  add_pipeline)
 
     for name, text in (("reconstruct", "encode and decode test images into a PNG grid"),
                        ("evaluate", "test-set metrics: PSNR, code usage, perplexity, prior NLL")):

@@ -14,6 +14,7 @@ from ..pipeline import VQVAEPipeline
 from ..pretrained import available_pretrained, pretrained_path
 from ..training import TrainConfig, Trainer, evaluate_prior, evaluate_vqvae
 from ..training.loop import format_metrics
+from . import inpaint_command
 from ._args import build_config
 
 
@@ -44,7 +45,7 @@ def sample(args: argparse.Namespace, extra: list[str]) -> None:
         labels = torch.tensor(args.labels).repeat(args.num_samples // len(args.labels) + 1)[: args.num_samples]
     generator = torch.Generator(args.device).manual_seed(args.seed)
     images = pipe.generate(args.num_samples, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                           labels=labels, guidance_scale=args.guidance_scale, generator=generator)
+                           labels=labels, guidance_scale=args.guidance_scale, generator=generator, steps=args.steps)
     save_grid(images, args.out, nrow=args.nrow)
     print(f"wrote {args.num_samples} samples to {args.out}", file=sys.stderr)
 
@@ -70,3 +71,7 @@ def push(args: argparse.Namespace, extra: list[str]) -> None:
     pipe = VQVAEPipeline.from_pretrained(args.folder)
     url = pipe.push_to_hub(args.repo_id, private=args.private, token=args.token, commit_message=args.commit_message)
     print(f"pushed {args.folder} to {url}", file=sys.stderr)
+
+
+def inpaint(args: argparse.Namespace, extra: list[str]) -> None:
+    inpaint_command.inpaint(args, _load(args))
