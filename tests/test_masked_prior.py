@@ -143,6 +143,14 @@ def test_one_step_draws_every_code_from_the_all_hidden_logits() -> None:
         assert torch.equal(drawn, expected), scale
 
 
+def perturbed(prior: MaskedPrior) -> MaskedPrior:
+    """Move the weights far from the near-uniform init, so codes and contexts change the logits."""
+    with torch.no_grad():
+        for param in prior.parameters():
+            param.add_(0.3 * torch.randn_like(param))
+    return prior
+
+
 def greedy_one_per_step(prior: MaskedPrior, labels: torch.Tensor | None, grid: torch.Tensor,
                         hidden: torch.Tensor) -> torch.Tensor:
     """Reference for one step per hidden code at temperature 0: reveal the most confident argmax each step."""
@@ -160,7 +168,7 @@ def greedy_one_per_step(prior: MaskedPrior, labels: torch.Tensor | None, grid: t
 
 
 def test_steps_equal_to_the_grid_size_reveal_one_code_per_step() -> None:
-    prior = make_prior(num_classes=3)
+    prior = perturbed(make_prior(num_classes=3))
     labels = torch.tensor([2, 0])
     expected = greedy_one_per_step(prior, labels, codes(2), all_hidden(2))
     assert torch.equal(prior.sample(2, temperature=0, labels=labels, steps=L), expected)
@@ -176,14 +184,6 @@ def test_sampling_is_deterministic_for_a_seeded_generator() -> None:
         assert torch.equal(draw(0, **kwargs), draw(0, **kwargs))
         assert not torch.equal(draw(0, **kwargs), draw(1, **kwargs))
     assert torch.equal(prior.sample(2, temperature=0), prior.sample(2, temperature=0))  # greedy: no noise either
-
-
-def perturbed(prior: MaskedPrior) -> MaskedPrior:
-    """Move the weights far from the near-uniform init, so codes and contexts change the logits."""
-    with torch.no_grad():
-        for param in prior.parameters():
-            param.add_(0.3 * torch.randn_like(param))
-    return prior
 
 
 def test_confidence_noise_changes_which_codes_are_kept() -> None:
