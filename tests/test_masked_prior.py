@@ -143,6 +143,32 @@ def test_one_step_draws_every_code_from_the_all_hidden_logits() -> None:
         assert torch.equal(drawn, expected), scale
 
 
+def hidden_counts_per_step(prior: MaskedPrior, **kwargs: object) -> list[int]:
+    """Sample one grid and record how many mask tokens the model sees at each step."""
+    seen: list[int] = []
+    logits = prior._logits
+
+    def spy(indices: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        seen.append(int((indices == prior.mask_id).sum()))
+        return logits(indices, cond)
+
+    prior._logits = spy  # type: ignore[method-assign]
+    prior.sample(1, generator=torch.Generator().manual_seed(0), **kwargs)  # type: ignore[arg-type]
+    del prior._logits
+    return seen
+
+
+def test_decoding_follows_the_cosine_schedule() -> None:
+    prior = make_prior()
+    # 8 steps over 20 codes: floor(20 cos(pi/2 * t/8)) still hidden before step t, by hand:
+    # 20 cos(pi/16) = 19.6, 20 cos(pi/8) = 18.5, 16.6, 14.1, 11.1, 7.65, 3.9.
+    assert hidden_counts_per_step(prior, steps=8) == [20, 19, 18, 16, 14, 11, 7, 3]
+    # As many steps as codes: exactly one code revealed per step (the schedule alone would
+    # reveal none at some steps and two at others).
+    assert hidden_counts_per_step(prior, steps=L) == list(range(L, 0, -1))
+    assert hidden_counts_per_step(prior, steps=1) == [L]
+
+
 def perturbed(prior: MaskedPrior) -> MaskedPrior:
     """Move the weights far from the near-uniform init, so codes and contexts change the logits."""
     with torch.no_grad():

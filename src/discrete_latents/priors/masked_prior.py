@@ -240,8 +240,8 @@ class MaskedPrior(BasePrior):
         """Generate code grids by iterative parallel decoding (paper Sec. 3.2).
 
         Each step predicts every hidden code, draws one for each, and keeps the most confident
-        draws; the rest are hidden again, as many as ``cosine_schedule((t + 1) / steps)`` of the
-        grid (at least one until the last step, at least one revealed per step).
+        draws; the rest are hidden again, ``floor(cosine_schedule((t + 1) / steps) * h*w)`` of
+        them, but at least one code is revealed per step.
 
         Args:
             num_samples: N >= 1.
@@ -347,11 +347,10 @@ class MaskedPrior(BasePrior):
             uniform = torch.rand(confidence.shape, device=confidence.device, generator=generator)
             confidence = confidence - noise * torch.log(-torch.log(uniform.clamp(1e-20, 1 - 1e-7)))  # + Gumbel
         confidence = confidence.masked_fill(~hidden, math.inf)  # kept or revealed codes stay
-        # How many stay hidden: gamma(progress) of the grid's initial count, at least one while
-        # steps remain, and at least one fewer than now (every step reveals a code).
+        # How many stay hidden: gamma(progress) of the grid's initial count (none after the last
+        # step), and at least one fewer than now: every step reveals a code, so a grid with fewer
+        # hidden codes than steps is done early.
         remain = torch.floor(initially_hidden * math.cos(math.pi / 2 * progress)).long()
-        if step < steps - 1:
-            remain = remain.clamp_min(1)
         remain = torch.minimum(remain, hidden.sum(1) - 1).clamp_min(0)
         rank = confidence.argsort(dim=1, stable=True).argsort(dim=1)  # 0 = least confident
         still = rank < remain[:, None]
