@@ -11,11 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from discrete_latents import PRIORS, MaskedPrior, MaskedPriorConfig, VQVAEPipeline, pretrained_path
+from discrete_latents.presets import prior_preset
 from discrete_latents.priors import build_prior
 from discrete_latents.priors.masked_prior import cosine_schedule, masked_cross_entropy, random_mask
-from discrete_latents.presets import prior_preset
 from discrete_latents.serialization import read_safetensors
-from discrete_latents.training import Trainer, TrainConfig
+from discrete_latents.training import TrainConfig, Trainer
 from discrete_latents.training.evaluate import evaluate_prior
 
 K = 16

@@ -149,7 +149,8 @@ def _describe_prior(prior: Any) -> str:
     h, w = prior.grid_size
     cond = (f"class-conditional on {prior.num_classes} classes" if prior.num_classes
             else "unconditional")
-    return f"autoregressive over {h}x{w} grids of {prior.codebook_size} codes, {cond}"
+    kind = "autoregressive" if prior.raster_order else "masked (parallel decoding)"
+    return f"{kind} over {h}x{w} grids of {prior.codebook_size} codes, {cond}"
 
 
 def _footer() -> str:

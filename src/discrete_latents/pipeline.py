@@ -518,7 +518,7 @@ class VQVAEPipeline:
         return pipeline
 
     # editing -------------------------------------------------------------------------------------
-    def _steps(self, steps: int | None) -> dict[str, int]:
+    def _steps(self, steps: int | None) -> dict[str, Any]:
         """``{"steps": steps}`` for a prior that takes it; a clear error for a raster-order prior."""
         if steps is None:
             return {}

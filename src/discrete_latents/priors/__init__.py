@@ -2,7 +2,8 @@
 
 ``"causal_transformer"`` is the seed's GPT (:class:`CausalPrior`); ``"pixelcnn"`` is the paper's
 gated PixelCNN (:class:`PixelCNNPrior`); ``"masked_transformer"`` is MaskGIT's bidirectional
-transformer (:class:`MaskedPrior`), which draws a grid in a few parallel steps. :func:`build_prior` picks the class from a config.
+transformer (:class:`MaskedPrior`), which draws a grid in a few parallel steps.
+:func:`build_prior` picks the class from a config.
 """
 
 from .base import PRIORS as PRIORS

@@ -167,6 +167,15 @@ class BasePrior(nn.Module, HubMixin, ABC):
         per_code = F.cross_entropy(rearrange(logits, "b h w k -> b k h w"), indices, reduction="none")  # (B, h, w)
         return per_code.flatten(1).mean(1)
 
+    def nll_bound(self, indices: Tensor, labels: Tensor | None = None,
+                  generator: torch.Generator | None = None) -> Tensor:
+        """An upper bound on the negative log-likelihood in nats per code, (B,) float32.
+
+        A prior with an exact likelihood returns :meth:`nll` itself; one without
+        (``exact_likelihood = False``, e.g. the masked prior) overrides this with its bound.
+        """
+        return self.nll(indices, labels)
+
     def bits_per_image(self, nats_per_code: Tensor | float) -> Tensor | float:
         """Convert nats per code (``loss`` or :meth:`nll`) to bits per image: x h*w / ln 2."""
         return nats_per_code * self.num_codes / math.log(2)

@@ -137,9 +137,9 @@ class MaskedPrior(BasePrior):
                 nn.init.normal_(module.weight, mean=0.0, std=0.02)
             if isinstance(module, nn.Linear) and module.bias is not None:
                 nn.init.zeros_(module.bias)
-        for block in self.blocks:  # GPT-2: residual projections scaled by depth
-            for proj in (block.attn.c_proj, block.mlp[2]):  # type: ignore[union-attr, index]
-                nn.init.normal_(proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+        for name, param in self.named_parameters():  # GPT-2: residual projections scaled by depth
+            if name.endswith(("attn.c_proj.weight", "mlp.2.weight")):
+                nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
 
     @property
     def mask_id(self) -> int:

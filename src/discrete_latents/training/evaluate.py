@@ -52,7 +52,7 @@ def evaluate_prior(prior: BasePrior, codes: Tensor, labels: Tensor | None = None
     device = next(prior.parameters()).device
     generator = torch.Generator(device).manual_seed(0)  # the bound's random masks, reproducible
     name = "nll" if prior.exact_likelihood else "nll_bound"
-    score = prior.nll if prior.exact_likelihood else partial(getattr(prior, "nll_bound"), generator=generator)
+    score = prior.nll if prior.exact_likelihood else partial(prior.nll_bound, generator=generator)
     total, count = 0.0, 0
     for start in range(0, len(codes), batch_size):
         batch = codes[start:start + batch_size].to(device)
