@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -300,3 +301,15 @@ def test_bundled_mnist_masked_pipeline_loads_and_samples() -> None:
     assert vq.keys() == same.keys() and all(torch.equal(vq[k], same[k]) for k in vq)
     images = pipe.generate(2, labels=torch.tensor([3, 7]), steps=4, generator=torch.Generator().manual_seed(0))
     assert images.shape == (2, 1, 28, 28)
+
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "masked_prior.md"
+
+
+@pytest.mark.parametrize("block", re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.DOTALL))
+def test_the_docs_python_blocks_run(block: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    exec(compile(block, str(DOC), "exec"), namespace)  # noqa: S102 - the page's own code
+    if "completions" in namespace:
+        assert tuple(namespace["completions"].shape) == (10, 1, 28, 28)  # type: ignore[attr-defined]
