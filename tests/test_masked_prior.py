@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import re
+import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -288,6 +293,48 @@ def test_trains_saves_and_resumes_through_the_trainer(digit_folder: Path, tmp_pa
     Trainer(settings(tmp_path / "cut", resume=True)).fit()
     full, resumed = (read_safetensors(tmp_path / run / "prior" / "model.safetensors") for run in ("full", "cut"))
     assert full.keys() == resumed.keys() and all(torch.equal(full[k], resumed[k]) for k in full)
+
+
+DDP_SCRIPT = """
+import gc, json, os, sys
+from pathlib import Path
+import torch
+from discrete_latents import VQVAE, VQVAEConfig
+from discrete_latents.serialization import write_safetensors
+from discrete_latents.training import Trainer, TrainConfig
+
+settings = json.loads(sys.argv[1])
+Path(settings["out_dir"]).mkdir(parents=True, exist_ok=True)
+trainer = Trainer(TrainConfig(**settings))
+trainer._setup_distributed()
+torch.manual_seed(int(os.environ["RANK"]))  # each rank draws its own masks
+vqvae = VQVAE(VQVAEConfig(channels=(8, 16), latent_dim=8, quantizer_kwargs={"codebook_size": 16})).eval()
+images = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+prior = trainer.train_prior(vqvae, images, torch.arange(64) % 10, images[:8])
+write_safetensors(os.path.join(settings["out_dir"], f"rank{os.environ['RANK']}.safetensors"), prior.state_dict())
+gc.collect()  # free the DDP wrapper before its process group
+torch.distributed.destroy_process_group()
+"""
+
+
+def test_two_gloo_processes_train_identical_masked_priors(tmp_path: Path) -> None:
+    """Data-parallel training: different masks per rank, gradients averaged, the same weights after."""
+    settings = {"out_dir": str(tmp_path / "ddp"), "prior_preset": "mnist_masked", "prior_epochs": 1,
+                "prior_batch_size": 16, "warmup_steps": 1, "progress": False, "num_threads": 1, "device": "cpu",
+                "prior_overrides": {"codebook_size": 16, "n_layer": 1, "n_head": 2, "n_embd": 16}}
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    processes = []
+    for rank in range(2):
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "MASTER_ADDR": "127.0.0.1",
+               "MASTER_PORT": str(port), "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"}
+        processes.append(subprocess.Popen([sys.executable, "-c", DDP_SCRIPT, json.dumps(settings)], env=env))
+    assert [p.wait(timeout=300) for p in processes] == [0, 0]
+    first, second = (read_safetensors(tmp_path / "ddp" / f"rank{r}.safetensors") for r in (0, 1))
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+    untrained = MaskedPrior(MaskedPriorConfig(codebook_size=16, n_layer=1, n_head=2, n_embd=16)).state_dict()
+    assert not torch.equal(first["head_bias"], untrained["head_bias"])  # it did train
 
 
 # --- the bundled pipeline ---------------------------------------------------------------------------
