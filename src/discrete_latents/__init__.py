@@ -4,6 +4,7 @@ __version__ = "0.2.0"
 
 from ._configs import CausalPriorConfig as CausalPriorConfig
 from ._configs import Config as Config
+from ._configs import MaskedPriorConfig as MaskedPriorConfig
 from ._configs import PixelCNNPriorConfig as PixelCNNPriorConfig
 from ._configs import PriorConfig as PriorConfig
 from ._configs import VQVAEConfig as VQVAEConfig
@@ -22,6 +23,7 @@ from ._vqvae import VQVAE as VQVAE
 from .priors import PRIORS as PRIORS
 from .priors import BasePrior as BasePrior
 from .priors import CausalPrior as CausalPrior
+from .priors import MaskedPrior as MaskedPrior
 from .priors import PixelCNNPrior as PixelCNNPrior
 from .priors import build_prior as build_prior
 from .quantizers import QUANTIZERS as QUANTIZERS
@@ -52,6 +54,8 @@ __all__ = [
     "EMAVectorQuantizer",
     "Encoder",
     "FiniteScalarQuantizer",
+    "MaskedPrior",
+    "MaskedPriorConfig",
     "PixelCNNPrior",
     "PixelCNNPriorConfig",
     "PriorConfig",

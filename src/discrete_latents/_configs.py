@@ -349,3 +349,22 @@ class PixelCNNPriorConfig(PriorConfig):
         self._require(self.hidden_channels >= 1, "hidden_channels", ">= 1")
         self._require(self.n_layer >= 1, "n_layer", ">= 1")
         self._require(self.kernel_size >= 1 and self.kernel_size % 2 == 1, "kernel_size", "an odd size >= 1")
+
+
+@dataclass(frozen=True)
+class MaskedPriorConfig(PriorConfig):
+    """Configuration of :class:`~discrete_latents.MaskedPrior` (MaskGIT, arXiv 2202.04200)."""
+
+    n_layer: int = 4
+    n_head: int = 8
+    n_embd: int = 128
+    dropout: float = 0.0
+    bias: bool = True
+
+    def validate(self) -> None:
+        super().validate()
+        self._require(self.n_layer >= 1, "n_layer", ">= 1")
+        self._require(self.n_head >= 1, "n_head", ">= 1")
+        self._require(self.n_embd >= 1 and self.n_embd % self.n_head == 0, "n_embd",
+                      f"a multiple of n_head = {self.n_head}")
+        self._require(0.0 <= self.dropout < 1.0, "dropout", "a probability in [0, 1)")

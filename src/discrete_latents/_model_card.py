@@ -141,7 +141,8 @@ def _describe(model: Any) -> str:
                 f" {model.codebook_size} codes (`{cfg.quantizer}` quantizer, {cfg.latent_dim}-d codes)")
     h, w = model.grid_size
     cond = f"class-conditional on {model.num_classes} classes" if model.num_classes else "unconditional"
-    return f"a prior over {h}x{w} grids of {model.codebook_size} codes, {cond}"
+    kind = "autoregressive" if model.raster_order else "masked (parallel decoding)"
+    return f"a {kind} prior over {h}x{w} grids of {model.codebook_size} codes, {cond}"
 
 
 def _usage(components: Mapping[str, tuple[Any, str]], where: str) -> str:

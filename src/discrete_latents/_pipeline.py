@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from . import _editing as editing
 from ._checks import NAME_PATTERN
 from ._files import read_json, save_folder, write_json
 from ._hub import (
@@ -253,7 +254,7 @@ class VQVAEPipeline(Shareable):
     @torch.no_grad()
     def generate(self, num_samples: int, temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, labels: Tensor | None = None, guidance_scale: float = 1.0,
-                 generator: torch.Generator | None = None) -> Tensor:
+                 generator: torch.Generator | None = None, steps: int | None = None) -> Tensor:
         """Sample images: code grids from the prior, decoded by the VQ-VAE.
 
         Args:
@@ -266,6 +267,9 @@ class VQVAEPipeline(Shareable):
             guidance_scale: classifier-free guidance; 1 is plain conditional sampling, 0 the
                 prior's "no label" mode (see `sample`).
             generator: a ``torch.Generator`` on the prior's device, for reproducible samples.
+            steps: parallel decoding steps of a prior that does not sample in raster order (the
+                masked prior; default its own, 8); ``None`` for a raster-order prior, which
+                always takes one step per code.
 
         Returns:
             (N, C, H, W) float images in [0, 1], on the VQ-VAE's device.
@@ -274,9 +278,10 @@ class VQVAEPipeline(Shareable):
             >>> images = pipe.generate(16, labels=torch.arange(16) % 10,
             ...                        generator=torch.Generator().manual_seed(0))  # doctest: +SKIP
         """
-        # 1. Draw N code grids (N, h, w) from the prior, one code at a time in raster order.
+        # 1. Draw N code grids (N, h, w) from the prior: one code at a time in raster order, or in
+        #    a few parallel steps for a masked prior.
         codes = self.prior.sample(num_samples, temperature=temperature, top_k=top_k, top_p=top_p, labels=labels,
-                                  guidance_scale=guidance_scale, generator=generator)
+                                  guidance_scale=guidance_scale, generator=generator, **self._steps(steps))
         # 2. Decode them with the VQ-VAE: code vectors -> decoder -> images clamped to [0, 1].
         return self.decode(codes)
 
@@ -458,3 +463,41 @@ class VQVAEPipeline(Shareable):
             raise ConfigError(f"{folder}: the saved components do not fit together: {err}") from None
         pipeline.pretrained_source = source
         return pipeline
+
+    # editing -------------------------------------------------------------------------------------
+    def _steps(self, steps: int | None) -> dict[str, Any]:
+        """``{"steps": steps}`` for a prior that takes it; a clear error for a raster-order prior."""
+        if steps is None:
+            return {}
+        if self.prior.raster_order:
+            raise ValueError(f"steps: the {self.prior.registry_name!r} prior draws one code per step in raster"
+                             f" order ({self.prior.num_codes} steps); steps applies to a masked prior such as"
+                             " 'masked_transformer'. Leave steps=None")
+        return {"steps": steps}
+
+    @torch.no_grad()
+    def inpaint(self, images: Tensor, mask: Tensor, labels: Tensor | None = None, guidance_scale: float = 1.0,
+                generator: torch.Generator | None = None, steps: int | None = None, **sampling: Any) -> Tensor:
+        """Redraw the masked region of images with the prior, given the rest (see :mod:`discrete_latents.editing`).
+
+        Args:
+            images: (B, C, H, W) floats in [0, 1].
+            mask: (B, 1, H, W) bools or 0/1, true where the image is redrawn; a code is redrawn
+                where any pixel of its footprint is.
+            labels: (B,) classes for a conditional prior; ``None`` = its "no label" mode.
+            guidance_scale: classifier-free guidance (with labels).
+            generator: a ``torch.Generator`` on the prior's device.
+            steps: parallel steps of a masked prior (as in :meth:`generate`).
+            **sampling: ``temperature``, ``top_k``, ``top_p``.
+
+        Returns:
+            (B, C, H, W) images in [0, 1], decoded from the images' kept codes and the redrawn ones.
+
+        Example:
+            >>> mask = torch.zeros(4, 1, 28, 28, dtype=torch.bool)
+            >>> mask[:, :, 16:] = True  # redraw the bottom 12 rows
+            >>> completions = pipe.inpaint(images, mask)  # doctest: +SKIP
+        """
+        # 1. Pixel mask -> code mask, redraw those codes with the prior, decode.
+        return editing.inpaint(self, images, mask, labels=labels, guidance_scale=guidance_scale, generator=generator,
+                       **self._steps(steps), **sampling)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._configs import CausalPriorConfig, Config, PixelCNNPriorConfig, VQVAEConfig
+from ._configs import CausalPriorConfig, Config, MaskedPriorConfig, PixelCNNPriorConfig, VQVAEConfig
 from .errors import ConfigError
 
 # Codebook health for the seed's K = 100: k-means start, EMA codes, and restarts of codes used
@@ -27,6 +27,10 @@ PRIOR_PRESETS: dict[str, Config] = {
     "mnist": CausalPriorConfig(codebook_size=100, grid_size=(7, 7), n_layer=3, n_head=8, n_embd=128,
                                num_classes=10, label_dropout=0.1),
     "mnist_pixelcnn": PixelCNNPriorConfig(codebook_size=100, grid_size=(7, 7), num_classes=10, label_dropout=0.1),
+    # MaskGIT's bidirectional transformer at the causal prior's width. Inpainting without labels
+    # uses the "no label" mode, so it sees more dropped labels than the causal prior.
+    "mnist_masked": MaskedPriorConfig(codebook_size=100, grid_size=(7, 7), n_layer=4, n_head=8, n_embd=128,
+                                      num_classes=10, label_dropout=0.2),
     "cifar10": CausalPriorConfig(codebook_size=512, grid_size=(8, 8), n_layer=6, n_head=8, n_embd=256,
                                  num_classes=10, label_dropout=0.1, dropout=0.1),
 }

@@ -22,6 +22,7 @@ INDEX = "pipeline.json"  # the pipeline index; a folder without it is not a usab
 # The pipelines this release is meant to ship, with what they are (shown in error messages).
 KNOWN: dict[str, str] = {
     "mnist": "the `mnist` preset: EMA VQ-VAE (100 codes, 7x7 grid) + class-conditional causal transformer prior",
+    "mnist_masked": "the `mnist` VQ-VAE + the `mnist_masked` class-conditional masked transformer prior (MaskGIT)",
 }
 
 

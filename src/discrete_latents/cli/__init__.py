@@ -1,10 +1,11 @@
-"""The ``discrete-latents`` command: train, sample, reconstruct, evaluate, push.
+"""The ``discrete-latents`` command: train, sample, inpaint, reconstruct, evaluate, push.
 
 A thin layer over the Python API: every subcommand is a few calls to functions documented in
 the API reference.
 
 Examples:
     discrete-latents sample --num-samples 64 --labels 7 --out sevens.png
+    discrete-latents inpaint --pipeline mnist_masked --index 0 1 2 --rect 16 0 12 28 --out inpaint.png
     discrete-latents train --vqvae_epochs=2 --prior_epochs=2 --data_dir=../shared/data/mnist
 
 Every failure ends the command with one line, ``discrete-latents CMD: error: ...``, and a
@@ -20,10 +21,11 @@ import traceback
 from collections.abc import Sequence
 
 from .._hub import COMMIT_MESSAGE
+from . import inpaint_command
 from ._args import non_negative_int, positive_int, seed
 from ._errors import INTERRUPTED, describe, exit_status
 
-COMMANDS = ("train", "sample", "reconstruct", "evaluate", "push")
+COMMANDS = ("train", "sample", "inpaint", "reconstruct", "evaluate", "push")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,9 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--top-k", type=positive_int, default=None)
     sample.add_argument("--top-p", type=float, default=None)
     sample.add_argument("--guidance-scale", type=float, default=1.0)
+    sample.add_argument("--steps", type=positive_int, default=None, help="parallel steps of a masked prior (default 8)")
     sample.add_argument("--seed", type=seed, default=0)
     sample.add_argument("--nrow", type=positive_int, default=8)
     sample.add_argument("--out", default="samples.png")
+
+    inpaint_command.add_arguments(sub.add_parser("inpaint", parents=[common], help="redraw a region of images into a"
+                                                 " PNG grid", description=inpaint_command.__doc__.split("\n\n")[0]),
+                                  add_pipeline)
 
     for name, text in (("reconstruct", "encode and decode test images into a PNG grid"),
                        ("evaluate", "test-set metrics: PSNR, code usage, perplexity, prior NLL")):

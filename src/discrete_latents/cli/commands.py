@@ -18,6 +18,7 @@ from ..datasets import ImageFolderDataset, load_cifar10, load_mnist
 from ..images import save_grid
 from ..training import TrainConfig, Trainer, evaluate_prior, evaluate_vqvae
 from ..training.loop import format_metrics
+from . import inpaint_command
 from ._args import build_config
 from ._errors import USAGE, CommandError, describe, reason
 
@@ -77,7 +78,7 @@ def sample(args: argparse.Namespace, extra: list[str]) -> None:
         labels = torch.tensor(args.labels).repeat(args.num_samples // len(args.labels) + 1)[: args.num_samples]
     generator = torch.Generator(pipe.device).manual_seed(args.seed)
     images = pipe.generate(args.num_samples, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                           labels=labels, guidance_scale=args.guidance_scale, generator=generator)
+                           labels=labels, guidance_scale=args.guidance_scale, generator=generator, steps=args.steps)
     _write_grid(images, args.out, args.nrow)
     print(f"wrote {args.num_samples} samples to {args.out}", file=sys.stderr)
 
@@ -113,3 +114,7 @@ def push(args: argparse.Namespace, extra: list[str]) -> None:
             raise  # a bad repo id: the command needs fixing
         raise CommandError(f"could not push {folder} to {args.repo_id}: {describe(err)}") from err
     print(f"pushed {folder} to {getattr(commit, 'commit_url', args.repo_id)}", file=sys.stderr)
+
+
+def inpaint(args: argparse.Namespace, extra: list[str]) -> None:
+    inpaint_command.inpaint(args, _load(args))

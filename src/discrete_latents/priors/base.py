@@ -27,11 +27,15 @@ FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 
 
 class BasePrior(nn.Module, PretrainedModel, ABC):
-    """An autoregressive model of code grids (B, h, w) in raster order, optionally class-conditional.
+    """A model of code grids (B, h, w), optionally class-conditional.
 
-    Subclasses implement `_logits` (all positions at once, for training) and
-    `_next_logits` (one position while sampling); this class handles input checks, label
-    dropout, classifier-free guidance and the sampling loop, so every prior behaves alike.
+    An autoregressive prior (the default, ``raster_order = True``) implements `_logits`
+    (all positions at once, for training) and `_next_logits` (one position while
+    sampling); this class handles input checks, label dropout, classifier-free guidance and the
+    raster sampling loop, so every prior behaves alike. A prior that draws codes in another
+    order (``raster_order = False``, e.g. the masked prior) overrides `sample` and
+    `fill`; one without an exact likelihood (``exact_likelihood = False``) overrides
+    `nll` with a clear error and offers a named bound instead.
 
     Args:
         config: a subclass of `PriorConfig`.
@@ -40,6 +44,10 @@ class BasePrior(nn.Module, PretrainedModel, ABC):
     api_version: ClassVar[int] = 1
     config_class: ClassVar[type[PriorConfig]] = PriorConfig
     card_key = "prior"
+    # Draws one code at a time in raster order through _next_logits (so it can continue a prefix).
+    raster_order: ClassVar[bool] = True
+    # nll() is the exact negative log-likelihood (a number comparable between such priors).
+    exact_likelihood: ClassVar[bool] = True
 
     def __init__(self, config: PriorConfig) -> None:
         super().__init__()
@@ -90,9 +98,12 @@ class BasePrior(nn.Module, PretrainedModel, ABC):
     def _logits(self, indices: Tensor, cond: Tensor | None) -> Tensor:
         """(B, h, w) codes and (B,) labels (``null_label`` = none) -> (B, h, w, K) logits."""
 
-    @abstractmethod
     def _next_logits(self, codes: Tensor, position: int, cond: Tensor | None, state: Any) -> Tensor:
-        """Logits (B, K) of raster position ``position`` given ``codes[:, :position]`` (B, h*w)."""
+        """Logits (B, K) of raster position ``position`` given ``codes[:, :position]`` (B, h*w).
+
+        Every prior with ``raster_order = True`` implements it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not sample in raster order (raster_order = False)")
 
     def _start_sampling(self, batch: int, cond: Tensor | None, use_cache: bool) -> Any:
         """Per-call sampling state (a key/value cache, say); ``None`` by default."""
@@ -129,6 +140,14 @@ class BasePrior(nn.Module, PretrainedModel, ABC):
             return torch.full((batch,), self.null_label, dtype=torch.long, device=device)
         return check_labels(labels, self.num_classes, batch).to(device)
 
+    def _drop_labels(self, cond: Tensor | None) -> Tensor | None:
+        """In training, replace labels by "no label" with chance ``label_dropout``."""
+        if cond is not None and self.training and self.config.label_dropout > 0:
+            # Label dropout: the same model learns p(codes) and p(codes | class) (for guidance).
+            dropped = torch.rand(cond.shape, device=cond.device) < self.config.label_dropout
+            cond = cond.masked_fill(dropped, self.null_label)
+        return cond
+
     # training ----------------------------------------------------------------------------------
     def forward(self, indices: Tensor, labels: Tensor | None = None) -> PriorOutput:
         """Next-code logits and cross-entropy for a batch of code grids.
@@ -142,11 +161,7 @@ class BasePrior(nn.Module, PretrainedModel, ABC):
             mean negative log-likelihood in nats per code.
         """
         indices = check_indices(indices, self.codebook_size, self.grid_size)
-        cond = self._condition(labels, indices.shape[0])
-        if cond is not None and self.training and self.config.label_dropout > 0:
-            # Label dropout: the same model learns p(codes) and p(codes | class) (for guidance).
-            dropped = torch.rand(cond.shape, device=cond.device) < self.config.label_dropout
-            cond = cond.masked_fill(dropped, self.null_label)
+        cond = self._drop_labels(self._condition(labels, indices.shape[0]))
         logits = self._logits(indices, cond)
         loss = F.cross_entropy(logits.flatten(0, 2).float(), indices.flatten())
         return PriorOutput(logits=logits, loss=loss)
@@ -172,6 +187,15 @@ class BasePrior(nn.Module, PretrainedModel, ABC):
             self.train(was_training)
         per_code = F.cross_entropy(rearrange(logits, "b h w k -> b k h w"), indices, reduction="none")  # (B, h, w)
         return per_code.flatten(1).mean(1)
+
+    def nll_bound(self, indices: Tensor, labels: Tensor | None = None,
+                  generator: torch.Generator | None = None) -> Tensor:
+        """An upper bound on the negative log-likelihood in nats per code, (B,) float32.
+
+        A prior with an exact likelihood returns `nll` itself; one without
+        (``exact_likelihood = False``, e.g. the masked prior) overrides this with its bound.
+        """
+        return self.nll(indices, labels)
 
     def bits_per_image(self, nats_per_code: Tensor | float) -> Tensor | float:
         """Convert nats per code (``loss`` or `nll`) to bits per image: x h*w / ln 2."""
@@ -226,6 +250,67 @@ class BasePrior(nn.Module, PretrainedModel, ABC):
             torch.Size([2, 3, 3])
         """
         num_samples = check_positive_int(num_samples, "num_samples")
+        device = next(self.parameters()).device
+        check_fits_in_memory(num_samples * self.num_codes * 8, device, "num_samples",
+                             f"{num_samples} code grids of {self.grid_size[0]}x{self.grid_size[1]}")
+        cond, guided = self._sampling_condition(num_samples, labels, guidance_scale, generator, temperature,
+                                                top_k, top_p)
+        # Made outside inference mode so the result is an ordinary tensor (usable in training).
+        codes = torch.zeros(num_samples, self.num_codes, dtype=torch.long, device=device)
+        redraw = torch.ones(num_samples, self.num_codes, dtype=torch.bool, device=device)
+        codes = self._draw_raster(codes, redraw, cond, guided, guidance_scale, temperature, top_k, top_p,
+                                  generator, use_cache)
+        return rearrange(codes, "n (h w) -> n h w", h=self.grid_size[0])
+
+    @torch.no_grad()
+    def fill(self, codes: Tensor, mask: Tensor, temperature: float = 1.0, top_k: int | None = None,
+             top_p: float | None = None, labels: Tensor | None = None, guidance_scale: float = 1.0,
+             generator: torch.Generator | None = None, use_cache: bool = True) -> Tensor:
+        """Redraw the codes where ``mask`` is true, keeping the others exactly (inpainting).
+
+        A raster-order prior draws each masked position from p(code | the codes before it), kept
+        codes forced in: exact when the masked codes are a raster suffix (the bottom rows, say);
+        for other masks the kept codes after a position cannot inform it. At every position of
+        an all-true mask it draws what `sample` draws for the same labels and generator.
+
+        Args:
+            codes: (B, h, w) int64 codes in [0, K); the kept ones are the context.
+            mask: (B, h, w) bool, true where a code is redrawn.
+            temperature, top_k, top_p, guidance_scale, generator, use_cache: as in `sample`.
+            labels: (B,) classes for a conditional prior; ``None`` uses the "no label" mode (it
+                never draws a class that could contradict the kept codes).
+
+        Returns:
+            (B, h, w) int64 codes, equal to ``codes`` wherever ``mask`` is false.
+
+        Raises:
+            NotImplementedError: the prior can neither sample in raster order nor fill grids.
+
+        Examples:
+            >>> from discrete_latents import CausalPrior, CausalPriorConfig
+            >>> prior = CausalPrior(CausalPriorConfig(codebook_size=16, grid_size=(3, 3), n_layer=1,
+            ...                                       n_head=2, n_embd=16))
+            >>> codes = torch.zeros(1, 3, 3, dtype=torch.long)
+            >>> mask = torch.zeros(1, 3, 3, dtype=torch.bool)
+            >>> mask[:, 2] = True  # redraw the bottom row
+            >>> bool((prior.fill(codes, mask)[:, :2] == 0).all())
+            True
+        """
+        if not self.raster_order:
+            raise NotImplementedError(f"{type(self).__name__} cannot redraw part of a grid: it does not sample in"
+                                      " raster order and does not override fill()")
+        codes, mask = self._check_fill(codes, mask)
+        cond, guided = self._fill_condition(labels, codes.shape[0], guidance_scale, temperature, top_k, top_p)
+        flat = rearrange(codes, "b h w -> b (h w)").clone()
+        flat = self._draw_raster(flat, rearrange(mask, "b h w -> b (h w)"), cond, guided, guidance_scale,
+                                 temperature, top_k, top_p, generator, use_cache)
+        return rearrange(flat, "b (h w) -> b h w", h=self.grid_size[0])
+
+    # sampling helpers, shared by every prior ---------------------------------------------------
+    def _sampling_condition(self, num_samples: int, labels: Tensor | None, guidance_scale: float,
+                            generator: torch.Generator | None, temperature: float, top_k: int | None,
+                            top_p: float | None) -> tuple[Tensor | None, bool]:
+        """Checked arguments -> (labels for the model, doubled when guided; whether guided)."""
         check_sampling_args(temperature, top_k, top_p, guidance_scale)
         if self.num_classes == 0 and guidance_scale != 1.0:
             raise ValueError(f"guidance_scale: classifier-free guidance needs a class-conditional prior; got"
@@ -240,50 +325,90 @@ class BasePrior(nn.Module, PretrainedModel, ABC):
                                  " to draw them by their training-set frequency")
             if guidance_scale != 0.0:
                 labels = self.draw_labels(num_samples, generator)
-        cond = self._condition(labels, num_samples)  # still None: the "no label" id (guidance 0)
-        guided = cond is not None and labels is not None and guidance_scale != 1.0
-        if guided and self.config.label_dropout == 0:
-            raise ValueError("guidance_scale: guidance needs a prior trained with label dropout > 0")
-        # Made outside inference mode so the result is an ordinary tensor (usable in training).
-        codes = torch.empty(num_samples, self.num_codes, dtype=torch.long, device=device)
+        return self._guided_condition(labels, num_samples, guidance_scale)
+
+    def _fill_condition(self, labels: Tensor | None, batch: int, guidance_scale: float, temperature: float,
+                        top_k: int | None, top_p: float | None) -> tuple[Tensor | None, bool]:
+        """As `_sampling_condition`, but no labels means the "no label" mode, never a drawn class."""
+        check_sampling_args(temperature, top_k, top_p, guidance_scale)
+        if self.num_classes == 0 and guidance_scale != 1.0:
+            raise ValueError(f"guidance_scale: classifier-free guidance needs a class-conditional prior; got"
+                             f" guidance_scale={guidance_scale!r} for an unconditional one (use 1.0)")
+        return self._guided_condition(labels, batch, guidance_scale)
+
+    def _guided_condition(self, labels: Tensor | None, batch: int,
+                          guidance_scale: float) -> tuple[Tensor | None, bool]:
+        cond = self._condition(labels, batch)  # None labels: the "no label" id
+        if cond is not None and labels is not None and guidance_scale != 1.0:
+            if self.config.label_dropout == 0:
+                raise ValueError("guidance_scale: guidance needs a prior trained with label dropout > 0")
+            # One batch: B conditional rows, then the same B rows with the "no label" id.
+            return torch.cat([cond, torch.full_like(cond, self.null_label)]), True
+        return cond, False
+
+    def _check_fill(self, codes: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Checked (B, h, w) codes and (B, h, w) bool mask on the prior's device."""
+        codes = check_indices(codes, self.codebook_size, self.grid_size, name="codes")
+        if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+            raise TypeError(f"mask: expected a bool tensor (true = redraw), got"
+                            f" {mask.dtype if isinstance(mask, Tensor) else type(mask).__name__}")
+        if tuple(mask.shape) != tuple(codes.shape):
+            raise ValueError(f"mask: expected the codes' shape {tuple(codes.shape)}, got {tuple(mask.shape)}")
+        device = next(self.parameters()).device
+        return codes.to(device), mask.to(device)
+
+    @staticmethod
+    def _guide(logits: Tensor, guided: bool, guidance_scale: float) -> Tensor:
+        """Ho & Salimans 2022 (arXiv 2207.12598): u + s * (c - u) from the doubled batch.
+
+        On log-probabilities, some code has c >= u, so a huge s cannot send every logit to -inf;
+        s is capped to a float32 number, else an infinite s times c - u = 0 would be NaN.
+        """
+        if not guided:
+            return logits
+        conditional, unconditional = logits.float().log_softmax(-1).chunk(2)
+        scale = max(-FLOAT32_MAX, min(FLOAT32_MAX, guidance_scale))
+        return unconditional + scale * (conditional - unconditional)
+
+    def _draw_raster(self, codes: Tensor, redraw: Tensor, cond: Tensor | None, guided: bool, guidance_scale: float,
+                     temperature: float, top_k: int | None, top_p: float | None,
+                     generator: torch.Generator | None, use_cache: bool) -> Tensor:
+        """Draw ``codes`` (B, h*w) in raster order where ``redraw`` (B, h*w) is true; keep the rest.
+
+        Rows are drawn in chunks of `SAMPLE_CHUNK`, so the sampling state (a key/value cache)
+        stays bounded for any B.
+        """
+        batch = codes.shape[0]
         was_training = self.training
         self.eval()
         try:
             with torch.inference_mode():  # lighter than no_grad: less bookkeeping per operation
-                # In chunks, so the sampling state (a key/value cache) stays bounded for any N.
-                for start in range(0, num_samples, SAMPLE_CHUNK):
-                    stop = min(start + SAMPLE_CHUNK, num_samples)
-                    part = None if cond is None else cond[start:stop]
-                    codes[start:stop] = self._sample_chunk(stop - start, part, guided, temperature, top_k, top_p,
-                                                           guidance_scale, generator, use_cache)
+                for start in range(0, batch, SAMPLE_CHUNK):
+                    rows = slice(start, min(start + SAMPLE_CHUNK, batch))
+                    part = None if cond is None else cond[rows]
+                    if guided and cond is not None:  # conditional rows, then the same rows with "no label"
+                        part = torch.cat([cond[rows], cond[batch + rows.start:batch + rows.stop]])
+                    codes[rows] = self._draw_chunk(codes[rows], redraw[rows], part, guided, guidance_scale,
+                                                   temperature, top_k, top_p, generator, use_cache)
         finally:
             self.train(was_training)
-        return rearrange(codes, "n (h w) -> n h w", h=self.grid_size[0])
+        return codes
 
-    def _sample_chunk(self, num_samples: int, cond: Tensor | None, guided: bool, temperature: float,
-                      top_k: int | None, top_p: float | None, guidance_scale: float,
-                      generator: torch.Generator | None, use_cache: bool) -> Tensor:
-        """(N, h*w) codes drawn position by position; the arguments are checked already."""
-        if guided and cond is not None:  # one batch: N conditional rows, then the same N with "no label"
-            cond = torch.cat([cond, torch.full_like(cond, self.null_label)])
-        batch = num_samples * (2 if guided else 1)
-        codes = torch.zeros(batch, self.num_codes, dtype=torch.long, device=next(self.parameters()).device)
-        state = self._start_sampling(batch, cond, use_cache)
+    def _draw_chunk(self, codes: Tensor, redraw: Tensor, cond: Tensor | None, guided: bool, guidance_scale: float,
+                    temperature: float, top_k: int | None, top_p: float | None,
+                    generator: torch.Generator | None, use_cache: bool) -> Tensor:
+        batch = codes.shape[0]
+        work = codes.repeat(2, 1) if guided else codes.clone()  # guided: conditional rows, then "no label"
+        state = self._start_sampling(work.shape[0], cond, use_cache)
         for position in range(self.num_codes):
-            logits = self._next_logits(codes, position, cond, state)
+            logits = self._next_logits(work, position, cond, state)
             if not bool(torch.isfinite(logits).all()):  # else a NaN silently becomes some code
                 raise NonFiniteError(f"sample: the prior produced NaN or infinite logits at position"
                                      f" {position}; check its weights")
-            if guided:  # Ho & Salimans 2022 (arXiv 2207.12598): u + s * (c - u)
-                # On log-probabilities, some code has c >= u, so a huge s cannot send every logit to
-                # -inf; s is capped to a float32 number, else an infinite s times c - u = 0 is NaN.
-                conditional, unconditional = logits.float().log_softmax(-1).chunk(2)
-                scale = max(-FLOAT32_MAX, min(FLOAT32_MAX, guidance_scale))
-                logits = unconditional + scale * (conditional - unconditional)
-            nxt = sample_logits(logits, temperature, top_k, top_p, generator)
-            codes[:, position] = nxt.repeat(2) if guided else nxt
-        return codes[:num_samples]
-
+            nxt = sample_logits(self._guide(logits, guided, guidance_scale), temperature, top_k, top_p, generator)
+            nxt = torch.where(redraw[:, position], nxt, work[:batch, position])  # kept codes forced
+            work[:, position] = nxt.repeat(2) if guided else nxt
+        return work[:batch]
 
 PRIORS: Registry[type[BasePrior]] = Registry("priors", BasePrior, "discrete_latents.priors")
 

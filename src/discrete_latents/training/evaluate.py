@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -48,16 +49,23 @@ def evaluate_vqvae(model: VQVAE, images: Tensor | Iterable[Tensor], batch_size: 
 @torch.no_grad()
 def evaluate_prior(prior: BasePrior, codes: Tensor, labels: Tensor | None = None,
                    batch_size: int = 1000) -> dict[str, float]:
-    """Mean NLL over all code grids in nats per code and bits per image (with labels if conditional)."""
+    """Mean NLL over all code grids in nats per code and bits per image (with labels if conditional).
+
+    A prior without an exact likelihood (a masked prior) reports its upper bound instead, under
+    keys named ``nll_bound_...`` so it is never read as an exact NLL.
+    """
     was_training = prior.training
     prior.eval()
     device = next(prior.parameters()).device
+    generator = torch.Generator(device).manual_seed(0)  # the bound's random masks, reproducible
+    name = "nll" if prior.exact_likelihood else "nll_bound"
+    score = prior.nll if prior.exact_likelihood else partial(prior.nll_bound, generator=generator)
     total, count = 0.0, 0
     for start in range(0, len(codes), batch_size):
         batch = codes[start:start + batch_size].to(device)
         batch_labels = labels[start:start + batch_size].to(device) if labels is not None and prior.num_classes else None
-        total += float(prior.nll(batch, batch_labels).sum())
+        total += float(score(batch, batch_labels).sum())
         count += len(batch)
     prior.train(was_training)
     nats = total / count
-    return {"nll_nats_per_code": nats, "nll_bits_per_image": bits_per_image(nats, prior.num_codes)}
+    return {f"{name}_nats_per_code": nats, f"{name}_bits_per_image": bits_per_image(nats, prior.num_codes)}
