@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, overload
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,7 @@ from ..outputs import PriorOutput
 from ..registry import Registry
 from ..sampling import check_sampling_args, sample_logits
 from ..validation import check_indices, check_labels, check_positive_int
+from ._chunked_loss import chunked_cross_entropy
 
 
 class BasePrior(nn.Module, HubMixin, ABC):
@@ -73,6 +74,15 @@ class BasePrior(nn.Module, HubMixin, ABC):
     def _next_logits(self, codes: Tensor, position: int, cond: Tensor | None, state: Any) -> Tensor:
         """Logits (B, K) of raster position ``position`` given ``codes[:, :position]`` (B, h*w)."""
 
+    def _features(self, indices: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None] | None:
+        """Split the logits of :meth:`_logits` as ``hidden @ weight.T + bias``: (B, h, w, C) hidden
+        states, the output layer's (K, C) weight and (K,) bias or ``None``.
+
+        :meth:`loss` then never forms the (B, h, w, K) logits. ``None`` (the default) where a prior
+        cannot split so; :meth:`loss` then takes the cross-entropy of the full logits.
+        """
+        return None
+
     def _start_sampling(self, batch: int, cond: Tensor | None, use_cache: bool) -> Any:
         """Per-call sampling state (a key/value cache, say); ``None`` by default."""
         return None
@@ -109,16 +119,27 @@ class BasePrior(nn.Module, HubMixin, ABC):
         return check_labels(labels, self.num_classes, batch).to(device)
 
     # training ----------------------------------------------------------------------------------
-    def forward(self, indices: Tensor, labels: Tensor | None = None) -> PriorOutput:
+    @overload
+    def forward(self, indices: Tensor, labels: Tensor | None = None,
+                return_logits: Literal[True] = True) -> PriorOutput: ...
+
+    @overload
+    def forward(self, indices: Tensor, labels: Tensor | None = None, *,
+                return_logits: Literal[False]) -> Tensor: ...
+
+    def forward(self, indices: Tensor, labels: Tensor | None = None,
+                return_logits: bool = True) -> PriorOutput | Tensor:
         """Next-code logits and cross-entropy for a batch of code grids.
 
         Args:
             indices: (B, h, w) int64 codes in [0, K).
             labels: (B,) int64 classes, for a conditional prior; ``None`` means "no label".
+            return_logits: ``False`` returns the loss alone, as :meth:`loss` does, without ever
+                holding the (B, h, w, K) logits (a DDP-wrapped prior is called this way).
 
         Returns:
             :class:`~discrete_latents.PriorOutput` with ``logits`` (B, h, w, K) and ``loss``, the
-            mean negative log-likelihood in nats per code.
+            mean negative log-likelihood in nats per code; with ``return_logits=False`` that loss.
         """
         indices = check_indices(indices, self.codebook_size, self.grid_size)
         cond = self._condition(labels, indices.shape[0])
@@ -126,9 +147,36 @@ class BasePrior(nn.Module, HubMixin, ABC):
             # Label dropout: the same model learns p(codes) and p(codes | class) (for guidance).
             dropped = torch.rand(cond.shape, device=cond.device) < self.config.label_dropout
             cond = cond.masked_fill(dropped, self.null_label)
+        if not return_logits:
+            split = self._features(indices, cond)
+            if split is not None:
+                hidden, weight, bias = split
+                return chunked_cross_entropy(hidden.flatten(0, 2), weight, bias, indices.flatten())
         logits = self._logits(indices, cond)
         loss = F.cross_entropy(logits.flatten(0, 2).float(), indices.flatten())
-        return PriorOutput(logits=logits, loss=loss)
+        return PriorOutput(logits=logits, loss=loss) if return_logits else loss
+
+    def loss(self, indices: Tensor, labels: Tensor | None = None) -> Tensor:
+        """The training loss of :meth:`forward` alone, in memory independent of K per position.
+
+        With K = 65,536 codes on a 16x16 grid at batch 64 the logits alone are 4 GiB in float32;
+        here the cross-entropy runs over chunks of positions, each chunk's logits recomputed in
+        the backward pass instead of kept (for priors that implement :meth:`_features`; others
+        fall back to the full logits). Same value and gradients as ``forward(...).loss``.
+
+        Args:
+            indices: (B, h, w) int64 codes in [0, K).
+            labels: (B,) int64 classes for a conditional prior, or ``None``.
+
+        Returns:
+            () float32, the mean negative log-likelihood in nats per code.
+
+        Example:
+            >>> prior = CausalPrior(CausalPriorConfig(codebook_size=16, grid_size=(3, 3), n_layer=1,
+            ...                                       n_head=2, n_embd=16))  # doctest: +SKIP
+            >>> prior.loss(torch.randint(0, 16, (2, 3, 3))).backward()  # doctest: +SKIP
+        """
+        return self(indices, labels, return_logits=False)
 
     @torch.no_grad()
     def nll(self, indices: Tensor, labels: Tensor | None = None) -> Tensor:
@@ -232,16 +280,24 @@ class BasePrior(nn.Module, HubMixin, ABC):
         try:
             with torch.inference_mode():  # lighter than no_grad: less bookkeeping per operation
                 state = self._start_sampling(batch, cond, use_cache)
+                # The first position with NaN or infinite logits, kept on the device and read once
+                # at the end: a check per position would wait for the device at every code.
+                first_bad = torch.full((), self.num_codes, dtype=torch.long, device=device)
                 for position in range(self.num_codes):
                     logits = self._next_logits(codes, position, cond, state)
-                    if not bool(torch.isfinite(logits).all()):  # else a NaN silently becomes some code
-                        raise NonFiniteError(f"sample: the prior produced NaN or infinite logits at position"
-                                             f" {position}; check its weights")
                     if guided:  # Ho & Salimans 2022 (arXiv 2207.12598): u + s * (c - u)
                         conditional, unconditional = logits.float().chunk(2)
                         logits = unconditional + guidance_scale * (conditional - unconditional)
-                    nxt = sample_logits(logits, temperature, top_k, top_p, generator)
+                    finite = torch.isfinite(logits).all(dim=-1)  # (N,), NaN survives guidance
+                    first_bad = torch.minimum(first_bad, torch.where(finite.all(), self.num_codes, position))
+                    # A non-finite row would draw some id, maybe out of range; it gets 0 and the
+                    # call raises below, so no such code is ever returned.
+                    nxt = torch.where(finite, sample_logits(logits, temperature, top_k, top_p, generator), 0)
                     codes[:, position] = nxt.repeat(2) if guided else nxt
+                bad = int(first_bad)
+                if bad < self.num_codes:  # else a NaN silently becomes some code
+                    raise NonFiniteError(f"sample: the prior produced NaN or infinite logits at position {bad};"
+                                         " check its weights")
         finally:
             self.train(was_training)
         return rearrange(codes[:num_samples], "n (h w) -> n h w", h=self.grid_size[0])

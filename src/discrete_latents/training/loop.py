@@ -242,9 +242,9 @@ class Trainer:
         autocast = self._autocast(cfg.prior_amp)
 
         def step(module: nn.Module, index: Tensor) -> tuple[Tensor, dict[str, float]]:
-            with autocast():
-                out = module(codes[index], None if class_labels is None else class_labels[index])
-            return out.loss.float(), {"nll": out.loss.detach()}
+            with autocast():  # the loss alone: no (B, h, w, K) logits (BasePrior.loss)
+                loss = module(codes[index], None if class_labels is None else class_labels[index], return_logits=False)
+            return loss.float(), {"nll": loss.detach()}
 
         def epoch_end(epoch: int) -> None:
             generator = torch.Generator(self.device).manual_seed(cfg.seed)
