@@ -180,7 +180,8 @@ class CausalPrior(BasePrior):
         flat = rearrange(indices, "b h w -> b (h w)")
         hidden = self._hidden(self._embed(self._tokens(flat, self.num_codes - 1), cond, 0))
         hidden = hidden[:, self.prefix - 1:]  # (B, L, C): outputs at the start token onward
-        return rearrange(hidden, "b (h w) c -> b h w c", h=self.grid_size[0]), self.wte.weight[: self.codebook_size], None
+        hidden = rearrange(hidden, "b (h w) c -> b h w c", h=self.grid_size[0])
+        return hidden, self.wte.weight[: self.codebook_size], None  # the tied head, no bias
 
     def _logits(self, indices: Tensor, cond: Tensor | None) -> Tensor:
         hidden, weight, _ = self._features(indices, cond)

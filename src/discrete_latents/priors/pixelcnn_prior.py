@@ -17,7 +17,7 @@ Causality comes from padding and kernel shapes, not from masked weights, so ever
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -142,7 +142,7 @@ class PixelCNNPrior(BasePrior):
     def _features(self, indices: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
         # The head's last 1x1 convolution is a linear layer applied at every position.
         hidden = rearrange(self.head[:-1](self._stacks(indices, cond)), "b c h w -> b h w c")
-        last = self.head[-1]
+        last = cast(nn.Conv2d, self.head[-1])
         return hidden, last.weight.flatten(1), last.bias  # (K, C, 1, 1) -> (K, C)
 
     def _next_logits(self, codes: Tensor, position: int, cond: Tensor | None, state: Any) -> Tensor:

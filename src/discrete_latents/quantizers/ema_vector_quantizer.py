@@ -56,7 +56,8 @@ class EMAVectorQuantizer(CodebookQuantizer):
     def _set_codes(self, mask: Tensor, values: Tensor) -> None:
         rows = mask[:, None]
         self.weight.copy_(torch.where(rows, values, self.weight))
-        self.cluster_size.copy_(torch.where(mask, 1.0, self.cluster_size))  # a light count: the code follows its first assignments
+        # A light count, so the code follows its first assignments.
+        self.cluster_size.copy_(torch.where(mask, 1.0, self.cluster_size))
         self.embed_sum.copy_(torch.where(rows, values, self.embed_sum))
 
     @torch.no_grad()

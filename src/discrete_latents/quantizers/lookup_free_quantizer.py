@@ -207,7 +207,8 @@ def entropy_terms(x: Tensor, temperature: float, group_bits: int) -> tuple[Tenso
         # log p(c_group | x) = sum_j log P(-1) + sum_j [c_j = +1] (log P(+1) - log P(-1)).
         group_log_probs = log_neg[:, first:first + size].sum(1, keepdim=True) + logits[:, first:first + size] \
             @ patterns.t()  # (N, 2**g)
-        average = group_log_probs.exp().mean(0)  # (2**g,)
+        # exp below e^-87 is a float32 denormal, many times slower on x86; e^-80 is as good as 0.
+        average = group_log_probs.clamp_min(-80.0).exp().mean(0)  # (2**g,)
         # -p log p with the log clamped: entr's gradient, -1 - log p, is infinite at an unused code.
         batch = batch - (average * average.clamp_min(1e-30).log()).sum()
         first += size
