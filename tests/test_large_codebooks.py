@@ -9,6 +9,7 @@ sizes that keep each run to seconds: the search's score tiles are shrunk to 1 Mi
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -97,6 +98,20 @@ def test_prior_loss_never_holds_the_logits(config: str) -> None:
     large, control = growth(PRIOR_K), growth(64)  # the control: the same step at K = 64
     full = PRIOR_BATCH * PRIOR_GRID[0] * PRIOR_GRID[1] * PRIOR_K * 4 / MIB
     assert large - control < full / 8, f"+{large:.0f} MiB (control +{control:.0f}), logits {full:.0f}"
+
+
+@pytest.mark.parametrize("name", ["causal", "pixelcnn"])
+def test_priors_train_and_sample_with_65536_codes(name: str) -> None:
+    k, grid = 65536, (2, 3)
+    config: Any = (CausalPriorConfig(codebook_size=k, grid_size=grid, n_layer=1, n_head=2, n_embd=8) if name == "causal"
+                   else PixelCNNPriorConfig(codebook_size=k, grid_size=grid, hidden_channels=8, n_layer=1))
+    prior = (CausalPrior(config) if name == "causal" else PixelCNNPrior(config)).train()
+    codes = torch.randint(0, k, (4, *grid), generator=torch.Generator().manual_seed(0))
+    loss = prior.loss(codes)
+    loss.backward()
+    assert abs(float(loss.detach()) - math.log(k)) < 1.0  # an untrained prior is near uniform: ln K = 11.09 nats
+    samples = prior.sample(3, top_k=100, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (3, *grid) and int(samples.min()) >= 0 and int(samples.max()) < k
 
 
 # --- exactness of the bounded paths -------------------------------------------------------------
