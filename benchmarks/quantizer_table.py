@@ -32,14 +32,17 @@ QUANTIZERS: dict[str, tuple[str, dict[str, Any]]] = {
     "rvq, 2 x vq_ema + k-means + restarts": ("rvq", {"num_quantizers": 2, "codebook_size": 100,
                                                       "stage": "vq_ema", **HEALTH}),
     "fsq, levels (5, 5, 4)": ("fsq", {"levels": [5, 5, 4]}),
+    "lfq, 7 bits, entropy weight 0.1": ("lfq", {"codebook_size": 128}),
 }
 
 
 def main(data_dir: str, epochs: int, out_dir: str = "runs/quantizers", out: Path | None = None,
-         threads: int = 2, channels: tuple[int, ...] | None = None) -> str:
+         threads: int = 2, channels: tuple[int, ...] | None = None, only: list[str] | None = None) -> str:
     channels = tuple(channels or vqvae_preset("mnist").channels)
     rows = []
     for label, (name, kwargs) in QUANTIZERS.items():
+        if only and name not in only:
+            continue
         config = TrainConfig(out_dir=f"{out_dir}/{name}-{len(rows)}", data_dir=data_dir, stage="vqvae",
                              vqvae_epochs=epochs, amp="bf16", num_threads=threads,
                              progress=False, vqvae_overrides={"quantizer": name, "quantizer_kwargs": kwargs,
@@ -72,5 +75,6 @@ if __name__ == "__main__":
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--channels", type=int, nargs="+", default=None, help="encoder widths (default: the preset's)")
+    parser.add_argument("--only", nargs="+", default=None, help="registry names of the rows to train (default: all)")
     args = parser.parse_args()
-    print(main(args.data_dir, args.epochs, args.out_dir, args.out, args.threads, args.channels))
+    print(main(args.data_dir, args.epochs, args.out_dir, args.out, args.threads, args.channels, args.only))

@@ -17,10 +17,10 @@ def psnr(mse: float) -> float:
 def perplexity(counts: Tensor) -> Tensor:
     """exp of the entropy of a code histogram (0-d float32): K for uniform use of K codes, 1 for one code.
 
-    Computed in float64, so a histogram of millions of counts loses nothing to rounding.
+    In float32 on the counts' device (no host synchronisation, and MPS has no float64).
     """
-    probs = counts.double() / counts.double().sum().clamp_min(1e-12)
-    return torch.special.entr(probs).sum().exp().float()
+    probs = counts.float() / counts.float().sum().clamp_min(1e-12)
+    return torch.special.entr(probs).sum().exp()
 
 
 def codes_used(counts: Tensor) -> int:

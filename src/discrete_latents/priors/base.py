@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, overload
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,7 @@ from .._registry import Registry
 from .._sampling import check_sampling_args, sample_logits
 from .._saving import PretrainedModel
 from ..errors import NonFiniteError, PluginLoadError, UnknownComponentError
+from ._chunked_loss import chunked_cross_entropy
 
 # Rows sampled together: bounds the sampling state (a transformer's key/value cache, 160 MB per
 # 1,024 rows for the MNIST prior) whatever N is; at most this many rows draw exactly as one batch.
@@ -105,6 +106,15 @@ class BasePrior(nn.Module, PretrainedModel, ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} does not sample in raster order (raster_order = False)")
 
+    def _features(self, indices: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None] | None:
+        """Split the logits of `_logits` as ``hidden @ weight.T + bias``: (B, h, w, C) hidden
+        states, the output layer's (K, C) weight and (K,) bias or ``None``.
+
+        `loss` then never forms the (B, h, w, K) logits. ``None`` (the default) where a prior
+        cannot split so; `loss` then takes the cross-entropy of the full logits.
+        """
+        return None
+
     def _start_sampling(self, batch: int, cond: Tensor | None, use_cache: bool) -> Any:
         """Per-call sampling state (a key/value cache, say); ``None`` by default."""
         return None
@@ -149,22 +159,60 @@ class BasePrior(nn.Module, PretrainedModel, ABC):
         return cond
 
     # training ----------------------------------------------------------------------------------
-    def forward(self, indices: Tensor, labels: Tensor | None = None) -> PriorOutput:
+    @overload
+    def forward(self, indices: Tensor, labels: Tensor | None = None,
+                return_logits: Literal[True] = True) -> PriorOutput: ...
+
+    @overload
+    def forward(self, indices: Tensor, labels: Tensor | None = None, *,
+                return_logits: Literal[False]) -> Tensor: ...
+
+    def forward(self, indices: Tensor, labels: Tensor | None = None,
+                return_logits: bool = True) -> PriorOutput | Tensor:
         """Next-code logits and cross-entropy for a batch of code grids.
 
         Args:
             indices: (B, h, w) int64 codes in [0, K).
             labels: (B,) int64 classes, for a conditional prior; ``None`` means "no label".
+            return_logits: ``False`` returns the loss alone, as `loss` does, without ever
+                holding the (B, h, w, K) logits (a DDP-wrapped prior is called this way).
 
         Returns:
-            `PriorOutput` with ``logits`` (B, h, w, K) and ``loss``, the
-            mean negative log-likelihood in nats per code.
+            `PriorOutput` with ``logits`` (B, h, w, K) and ``loss``, the mean negative
+            log-likelihood in nats per code; with ``return_logits=False`` that loss.
         """
         indices = check_indices(indices, self.codebook_size, self.grid_size)
         cond = self._drop_labels(self._condition(labels, indices.shape[0]))
+        if not return_logits:
+            split = self._features(indices, cond)
+            if split is not None:
+                hidden, weight, bias = split
+                return chunked_cross_entropy(hidden.flatten(0, 2), weight, bias, indices.flatten())
         logits = self._logits(indices, cond)
         loss = F.cross_entropy(logits.flatten(0, 2).float(), indices.flatten())
-        return PriorOutput(logits=logits, loss=loss)
+        return PriorOutput(logits=logits, loss=loss) if return_logits else loss
+
+    def loss(self, indices: Tensor, labels: Tensor | None = None) -> Tensor:
+        """The training loss of `forward` alone, in memory independent of K per position.
+
+        With K = 65,536 codes on a 16x16 grid at batch 64 the logits alone are 4 GiB in float32;
+        here the cross-entropy runs over chunks of positions, each chunk's logits recomputed in
+        the backward pass instead of kept (for priors that implement `_features`; others
+        fall back to the full logits). Same value and gradients as ``forward(...).loss``.
+
+        Args:
+            indices: (B, h, w) int64 codes in [0, K).
+            labels: (B,) int64 classes for a conditional prior, or ``None``.
+
+        Returns:
+            () float32, the mean negative log-likelihood in nats per code.
+
+        Examples:
+            >>> prior = CausalPrior(CausalPriorConfig(codebook_size=16, grid_size=(3, 3), n_layer=1,
+            ...                                       n_head=2, n_embd=16))  # doctest: +SKIP
+            >>> prior.loss(torch.randint(0, 16, (2, 3, 3))).backward()  # doctest: +SKIP
+        """
+        return self(indices, labels, return_logits=False)
 
     @torch.no_grad()
     def nll(self, indices: Tensor, labels: Tensor | None = None) -> Tensor:
@@ -400,14 +448,23 @@ class BasePrior(nn.Module, PretrainedModel, ABC):
         batch = codes.shape[0]
         work = codes.repeat(2, 1) if guided else codes.clone()  # guided: conditional rows, then "no label"
         state = self._start_sampling(work.shape[0], cond, use_cache)
+        # The first position with NaN or infinite logits, kept on the device and read once at the
+        # end: a check per position would wait for the device at every code.
+        first_bad = torch.full((), self.num_codes, dtype=torch.long, device=work.device)
         for position in range(self.num_codes):
-            logits = self._next_logits(work, position, cond, state)
-            if not bool(torch.isfinite(logits).all()):  # else a NaN silently becomes some code
-                raise NonFiniteError(f"sample: the prior produced NaN or infinite logits at position"
-                                     f" {position}; check its weights")
-            nxt = sample_logits(self._guide(logits, guided, guidance_scale), temperature, top_k, top_p, generator)
+            logits = self._guide(self._next_logits(work, position, cond, state), guided, guidance_scale)
+            finite = torch.isfinite(logits).all(dim=-1)  # (B,); NaN survives guidance
+            first_bad = torch.minimum(first_bad, torch.where(finite.all(), self.num_codes, position))
+            # A non-finite row would draw some id, maybe out of range; it gets 0 and the call
+            # raises below, so no such code is ever returned.
+            nxt = sample_logits(logits, temperature, top_k, top_p, generator, validate=False)  # checked below
+            nxt = torch.where(finite, nxt, 0)
             nxt = torch.where(redraw[:, position], nxt, work[:batch, position])  # kept codes forced
             work[:, position] = nxt.repeat(2) if guided else nxt
+        bad = int(first_bad)
+        if bad < self.num_codes:  # else a NaN silently becomes some code
+            raise NonFiniteError(f"sample: the prior produced NaN or infinite logits at position {bad}; check its"
+                                 " weights")
         return work[:batch]
 
 PRIORS: Registry[type[BasePrior]] = Registry("priors", BasePrior, "discrete_latents.priors")

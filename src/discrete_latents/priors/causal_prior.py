@@ -159,24 +159,33 @@ class CausalPrior(BasePrior):
             x = torch.cat([self.class_emb(cond)[:, None], x], dim=1)  # type: ignore[misc]
         return self.drop(x + self.wpe.weight[start: start + x.shape[1]])  # rows of positions start.. (T, C)
 
-    def _run(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+    def _hidden(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
+        """(B, T, C) embeddings -> (B, T, C) states before the output layer."""
         for block in self.blocks:
             x = block(x, cache)
         if cache is not None:
             cache.length += x.shape[1]
+        return self.ln_f(x)
+
+    def _run(self, x: Tensor, cache: KVCache | None = None) -> Tensor:
         # Tied head: logits against the code embeddings only (the start token is never predicted).
-        return F.linear(self.ln_f(x), self.wte.weight[: self.codebook_size])
+        return F.linear(self._hidden(x, cache), self.wte.weight[: self.codebook_size])
 
     def _tokens(self, codes: Tensor, upto: int) -> Tensor:
         """Start token followed by the first ``upto`` codes of (B, L): (B, upto + 1)."""
         start = torch.full((codes.shape[0], 1), self.codebook_size, dtype=torch.long, device=codes.device)
         return torch.cat([start, codes[:, :upto]], dim=1)
 
-    def _logits(self, indices: Tensor, cond: Tensor | None) -> Tensor:
+    def _features(self, indices: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
         flat = rearrange(indices, "b h w -> b (h w)")
-        logits = self._run(self._embed(self._tokens(flat, self.num_codes - 1), cond, 0))
-        logits = logits[:, self.prefix - 1:]  # (B, L, K): outputs at the start token onward
-        return rearrange(logits, "b (h w) k -> b h w k", h=self.grid_size[0])
+        hidden = self._hidden(self._embed(self._tokens(flat, self.num_codes - 1), cond, 0))
+        hidden = hidden[:, self.prefix - 1:]  # (B, L, C): outputs at the start token onward
+        hidden = rearrange(hidden, "b (h w) c -> b h w c", h=self.grid_size[0])
+        return hidden, self.wte.weight[: self.codebook_size], None  # the tied head, no bias
+
+    def _logits(self, indices: Tensor, cond: Tensor | None) -> Tensor:
+        hidden, weight, _ = self._features(indices, cond)
+        return F.linear(hidden, weight)  # (B, h, w, K), the tied head
 
     def _start_sampling(self, batch: int, cond: Tensor | None, use_cache: bool) -> Any:
         if not use_cache:

@@ -158,12 +158,14 @@ class MaskedPrior(BasePrior):
         return rearrange(logits, "b (h w) k -> b h w k", h=self.grid_size[0])
 
     # training ----------------------------------------------------------------------------------
-    def forward(self, indices: Tensor, labels: Tensor | None = None, mask: Tensor | None = None) -> PriorOutput:
+    def forward(self, indices: Tensor, labels: Tensor | None = None,  # type: ignore[override]
+                return_logits: bool = True, mask: Tensor | None = None) -> PriorOutput | Tensor:
         """Hide codes, predict them, and score the hidden ones.
 
         Args:
             indices: (B, h, w) int64 codes in [0, K).
             labels: (B,) int64 classes, for a conditional prior; ``None`` means "no label".
+            return_logits: ``False`` returns the loss alone (as the trainer asks).
             mask: (B, h, w) bool, true where a code is hidden; ``None`` draws one per grid, a
                 ``cosine_schedule`` share of its codes (at least one), from torch's global generator.
 
@@ -183,7 +185,7 @@ class MaskedPrior(BasePrior):
         flat = "b h w -> b (h w)"
         loss = masked_cross_entropy(rearrange(logits, "b h w k -> b (h w) k"), rearrange(indices, flat),
                                     rearrange(mask, flat))
-        return PriorOutput(logits=logits, loss=loss)
+        return PriorOutput(logits=logits, loss=loss) if return_logits else loss
 
     # likelihood --------------------------------------------------------------------------------
     def nll(self, indices: Tensor, labels: Tensor | None = None) -> Tensor:

@@ -17,7 +17,7 @@ Causality comes from padding and kernel shapes, not from masked weights, so ever
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -124,16 +124,26 @@ class PixelCNNPrior(BasePrior):
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(width, width, 1), nn.ReLU(),
                                   nn.Conv2d(width, cfg.codebook_size, 1))
 
-    def _net(self, indices: Tensor, cond: Tensor | None) -> Tensor:
-        """(B, rows, w) codes -> (B, rows, w, K) logits; any number of leading rows works."""
+    def _stacks(self, indices: Tensor, cond: Tensor | None) -> Tensor:
+        """(B, rows, w) codes -> (B, C, rows, w) horizontal stack of the last layer."""
         x = rearrange(self.embedding(indices), "b h w c -> b c h w")
         v = h = x
         for layer in self.layers:
             v, h = layer(v, h, cond)
-        return rearrange(self.head(h), "b k h w -> b h w k")
+        return h
+
+    def _net(self, indices: Tensor, cond: Tensor | None) -> Tensor:
+        """(B, rows, w) codes -> (B, rows, w, K) logits; any number of leading rows works."""
+        return rearrange(self.head(self._stacks(indices, cond)), "b k h w -> b h w k")
 
     def _logits(self, indices: Tensor, cond: Tensor | None) -> Tensor:
         return self._net(indices, cond)
+
+    def _features(self, indices: Tensor, cond: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+        # The head's last 1x1 convolution is a linear layer applied at every position.
+        hidden = rearrange(self.head[:-1](self._stacks(indices, cond)), "b c h w -> b h w c")
+        last = cast(nn.Conv2d, self.head[-1])
+        return hidden, last.weight.flatten(1), last.bias  # (K, C, 1, 1) -> (K, C)
 
     def _next_logits(self, codes: Tensor, position: int, cond: Tensor | None, state: Any) -> Tensor:
         # No kernel looks down, so rows below the current one cannot change its logits: compute

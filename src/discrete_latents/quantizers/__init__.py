@@ -8,6 +8,7 @@ name           class                                   codebook
 ``vq_cosine``  `CosineVectorQuantizer`          l2-normalised, learned by its loss term
 ``rvq``        `ResidualVectorQuantizer`        Q stages on residuals; indices (B, h, w, Q)
 ``fsq``        `FiniteScalarQuantizer`          implicit: K = prod(levels); nothing learned
+``lfq``        `LookupFreeQuantizer`            implicit: K = 2**bits, one sign per channel
 =============  ======================================  ==========================================
 """
 
@@ -17,6 +18,7 @@ from .codebook import CodebookQuantizer as CodebookQuantizer
 from .cosine_vector_quantizer import CosineVectorQuantizer as CosineVectorQuantizer
 from .ema_vector_quantizer import EMAVectorQuantizer as EMAVectorQuantizer
 from .finite_scalar_quantizer import FiniteScalarQuantizer as FiniteScalarQuantizer
+from .lookup_free_quantizer import LookupFreeQuantizer as LookupFreeQuantizer
 from .residual_vector_quantizer import ResidualVectorQuantizer as ResidualVectorQuantizer
 from .vector_quantizer import VectorQuantizer as VectorQuantizer
 
@@ -27,6 +29,7 @@ __all__ = [
     "CosineVectorQuantizer",
     "EMAVectorQuantizer",
     "FiniteScalarQuantizer",
+    "LookupFreeQuantizer",
     "ResidualVectorQuantizer",
     "VectorQuantizer",
 ]

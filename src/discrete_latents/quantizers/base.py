@@ -48,7 +48,8 @@ class BaseQuantizer(nn.Module, ABC):
             raise TypeError(f"latents: expected a float tensor, got dtype {z.dtype}")
         if z.ndim != 4 or z.shape[1] != self.dim or z.shape[0] == 0:
             raise ValueError(f"latents: expected shape (B, {self.dim}, h, w) with B >= 1, got {tuple(z.shape)}")
-        check_finite(z, "latents")
+        if values_are_cheap(z):
+            check_finite(z, "latents")
         return z
 
     def check_indices(self, indices: object) -> Tensor:
@@ -67,7 +68,34 @@ class BaseQuantizer(nn.Module, ABC):
         """
         return {}
 
+    @staticmethod
+    def histogram(indices: Tensor, codebook_size: int) -> Tensor:
+        """(K,) float32 count of each id in ``indices``.
+
+        ``torch.bincount`` would do, but on CUDA it reads the largest id back to the host first;
+        ``index_add_`` into K zeros needs no synchronisation (counts are exact below 2**24).
+        """
+        flat = indices.flatten()
+        ones = torch.ones(flat.shape, dtype=torch.float32, device=flat.device)
+        return torch.zeros(codebook_size, dtype=torch.float32, device=flat.device).index_add_(0, flat, ones)
+
     perplexity_of = staticmethod(perplexity)  # exp(entropy) of a code histogram, for subclasses
+
+
+def values_are_cheap(tensor: Tensor) -> bool:
+    """Whether reading ``tensor``'s values on the host costs nothing: a CPU tensor in eager mode.
+
+    On an accelerator, ``bool(tensor)`` or ``.item()`` waits for every queued kernel, once per
+    call; inside ``torch.compile`` it splits the graph. Value checks (NaN inputs, say) run only
+    where they are cheap; elsewhere the quantizers mask their state updates on the device instead.
+    """
+    return tensor.device.type == "cpu" and not is_compiling()
+
+
+def is_compiling() -> bool:
+    """True while ``torch.compile`` traces the code (always False before torch 2.3)."""
+    check = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
+    return bool(check()) if check is not None else False
 
 
 def straight_through(inputs: Tensor, codes: Tensor) -> Tensor:

@@ -17,13 +17,16 @@ from einops import rearrange
 from torch import Tensor
 
 from .. import _distributed as distributed
-from .._checks import check_bool, check_choice, check_float, check_int
+from .._checks import check_bool, check_choice, check_finite, check_float, check_int
 from .._outputs import QuantizerOutput
-from .base import GRADIENT_ESTIMATORS, BaseQuantizer
+from .base import GRADIENT_ESTIMATORS, BaseQuantizer, is_compiling
 
-# Scores computed per block of rows: 2**22 float32 (16 MiB) at most. One (N, K) matrix would be
-# 256 MiB for N = K = 8192; blocks stay in the allocator's cache and cost no page faults.
+# Scores computed per tile of rows x codes: 2**22 float32 (16 MiB) at most. One (N, K) matrix
+# would be 4 GiB for N = 16,384, K = 65,536; tiles stay in the allocator's cache.
 _SCORE_BLOCK = 1 << 22
+# Codes per tile: near-square tiles run the matrix product faster than thin ones (1.7x measured
+# for 2048 x 2048 against 64 x 65,536 rows x codes on a 2-core EPYC).
+_CODE_BLOCK = 2048
 
 
 def nearest_code(flat: Tensor, codebook: Tensor) -> Tensor:
@@ -31,15 +34,35 @@ def nearest_code(flat: Tensor, codebook: Tensor) -> Tensor:
 
     ||x - e||^2 = ||x||^2 - 2 x.e + ||e||^2; ||x||^2 is the same for every code, so one addmm
     of ||e||^2 - 2 x.e ranks the codes. Float32 throughout: in bf16 nearby codes merge and fp16
-    norms overflow. Ties go to the lowest index (``argmin`` returns the first minimum).
+    norms overflow. Ties go to the lowest index (``argmin`` returns the first minimum, and a later
+    tile of codes replaces the running best only when strictly nearer).
     """
     flat, codebook = flat.float(), codebook.float()
     sq_norms = (codebook * codebook).sum(1)  # (K,)
-    rows = max(1, _SCORE_BLOCK // codebook.shape[0])
-    if flat.shape[0] <= rows:
+    n, k = flat.shape[0], codebook.shape[0]
+    cols = min(k, _CODE_BLOCK)
+    rows = max(1, _SCORE_BLOCK // cols)
+    if n <= rows and k <= cols:
         return torch.addmm(sq_norms, flat, codebook.t(), alpha=-2.0).argmin(dim=1)
-    return torch.cat([torch.addmm(sq_norms, part, codebook.t(), alpha=-2.0).argmin(dim=1)
-                      for part in flat.split(rows)])
+    # One score buffer for every tile, and the ids straight into one (N,) tensor. A fresh 16 MiB
+    # tile per step, freed among the small per-tile results, grew the C heap by about a tile each
+    # time (+4 GiB for N = 16,384, K = 65,536, measured).
+    buffer = torch.empty(rows * cols, device=flat.device)
+    indices = torch.empty(n, dtype=torch.long, device=flat.device)
+    for start in range(0, n, rows):
+        part = flat[start:start + rows]
+        best = torch.full((part.shape[0],), float("inf"), device=flat.device)
+        best_index = torch.zeros(part.shape[0], dtype=torch.long, device=flat.device)
+        for first in range(0, k, cols):
+            codes = codebook[first:first + cols]
+            scores = buffer[: part.shape[0] * codes.shape[0]].view(part.shape[0], codes.shape[0])
+            torch.addmm(sq_norms[first:first + cols], part, codes.t(), alpha=-2.0, out=scores)
+            value, index = scores.min(dim=1)
+            nearer = value < best  # strictly: an equal score in a later tile loses the tie
+            best = torch.where(nearer, value, best)
+            best_index = torch.where(nearer, index + first, best_index)
+        indices[start:start + rows] = best_index
+    return indices
 
 
 class FlatQuantization(NamedTuple):
@@ -109,6 +132,7 @@ class CodebookQuantizer(BaseQuantizer):
         self._init_checked = not kmeans_init  # caches `initialized` so steps need not read it
         self._collapse_warned = False
         self._make_codebook()
+        self._steps = 0  # training steps seen, for the collapse check once per usage window
 
     # hooks for subclasses --------------------------------------------------------------------
     def _make_codebook(self) -> None:
@@ -120,12 +144,15 @@ class CodebookQuantizer(BaseQuantizer):
         """(K, D) code vectors, as the lookup sees them."""
         raise NotImplementedError
 
-    def _set_codes(self, rows: Tensor, values: Tensor) -> None:
-        """Overwrite codebook ``rows`` with ``values`` (init and restarts), outside autograd."""
+    def _set_codes(self, mask: Tensor, values: Tensor) -> None:
+        """Overwrite the codes where ``mask`` (K,) bool is set with the rows of ``values`` (K, D),
+        outside autograd (k-means and restarts). Masks rather than row lists keep shapes fixed,
+        so restarts need not read the number of dead codes back to the host."""
         raise NotImplementedError
 
-    def _update_codebook(self, inputs: Tensor, indices: Tensor, counts: Tensor) -> None:
-        """Training-time codebook update other than by gradient (EMA); default none."""
+    def _update_codebook(self, inputs: Tensor, indices: Tensor, counts: Tensor, finite: Tensor) -> None:
+        """Training-time codebook update other than by gradient (EMA); default none. ``finite``
+        () bool is False for a batch holding NaN or inf on some rank: then nothing may change."""
 
     def _prepare(self, flat: Tensor) -> Tensor:
         """Map latents into the space codes live in (identity; l2-normalised for cosine)."""
@@ -171,14 +198,19 @@ class CodebookQuantizer(BaseQuantizer):
         """
         inputs = self._prepare(flat)
         if self.training and not self._init_checked:
-            if not bool(self.initialized):
+            if not bool(self.initialized):  # one read, on the first training step only
                 self._kmeans(inputs.detach())
             self._init_checked = True
         codebook = self.codebook
         indices = nearest_code(inputs.detach(), codebook.detach())
-        counts = torch.bincount(indices, minlength=self.codebook_size).float()
+        counts = self.histogram(indices, self.codebook_size)
+        finite = counts.new_ones((), dtype=torch.bool)
         if self.training:
-            distributed.all_reduce_sum(counts)  # every rank sees the global histogram (VQ-17)
+            # Rows holding NaN or inf (none on CPU, where forward has raised already) travel with
+            # the histogram: one all-reduce, and every rank knows whether to skip this batch.
+            bad = (~torch.isfinite(inputs.detach())).any(1).sum(dtype=torch.float32)
+            summed = distributed.all_reduce_sum(torch.cat([counts, bad[None]]))  # global histogram (VQ-17)
+            counts, finite = summed[:-1], summed[-1] == 0
         codes = F.embedding(indices, codebook.float())
         # Paper Eq. 3: the codebook term moves codes toward sg[z_e]; the commitment term, weighed
         # by beta in `loss`, pulls the encoder toward sg[z_q]. Swapping them is a common bug.
@@ -188,8 +220,8 @@ class CodebookQuantizer(BaseQuantizer):
         else:
             codebook_loss = commitment_loss.new_zeros(())
         if self.training:
-            self._update_codebook(inputs.detach(), indices, counts)
-            self._track_usage(inputs.detach(), counts)
+            self._update_codebook(inputs.detach(), indices, counts, finite)
+            self._track_usage(inputs.detach(), counts, finite)
         return FlatQuantization(inputs, codes, indices, counts, codebook_loss, commitment_loss)
 
     def indices_to_codes(self, indices: Tensor) -> Tensor:
@@ -220,52 +252,69 @@ class CodebookQuantizer(BaseQuantizer):
                 "restarts": float(self.restarts)}
 
     @torch.no_grad()
-    def _track_usage(self, inputs: Tensor, counts: Tensor) -> None:
-        self.usage.lerp_(counts / counts.sum().clamp_min(1), 1.0 - self.usage_decay)
+    def _track_usage(self, inputs: Tensor, counts: Tensor, finite: Tensor) -> None:
+        rate = (1.0 - self.usage_decay) * finite.float()  # 0 for a non-finite batch: no change
+        self.usage.lerp_(counts / counts.sum().clamp_min(1), rate)
         if self.restart_dead_codes:
-            self._restart(inputs)  # revives what would collapse; its count is in usage_stats()
-        elif not self._collapse_warned:
-            # Collapse: the windowed perplexity under 5% of K (and under 1.5 codes for small K).
-            perplexity = float(self.perplexity_of(self.usage))
-            if perplexity < max(0.05 * self.codebook_size, 1.5):
-                self._collapse_warned = True  # once per module, not once per step
-                warnings.warn(f"codebook usage collapsed: windowed perplexity {perplexity:.2f} of {self.codebook_size}"
-                              " codes; consider kmeans_init=True or restart_dead_codes=True", RuntimeWarning,
-                              stacklevel=6)  # the caller of the module
+            self._restart(inputs, finite)  # revives what would collapse; its count is in usage_stats()
+        elif not self._collapse_warned and not is_compiling():
+            self._steps += 1
+            # Reading the perplexity back stalls an accelerator, so look once per usage window,
+            # not every step. Collapse: under 5% of K (and under 1.5 codes for small K).
+            if self._steps % max(1, round(1.0 / (1.0 - self.usage_decay))) == 0:
+                perplexity = float(self.perplexity_of(self.usage))
+                if perplexity < max(0.05 * self.codebook_size, 1.5):
+                    self._collapse_warned = True  # once per module, not once per window
+                    warnings.warn(f"codebook usage collapsed: windowed perplexity {perplexity:.2f} of"
+                                  f" {self.codebook_size} codes; consider kmeans_init=True or"
+                                  " restart_dead_codes=True", RuntimeWarning, stacklevel=6)  # the caller of the module
 
     @torch.no_grad()
-    def _restart(self, inputs: Tensor) -> None:
+    def _restart(self, inputs: Tensor, finite: Tensor) -> None:
         # `usage` is the same on every rank (built from all-reduced counts), so every rank finds
-        # the same dead codes and takes part in the same broadcast: no rank waits alone.
-        dead = torch.nonzero(self.usage < self.dead_code_threshold / self.codebook_size).flatten()
-        n_dead = dead.numel()
-        if n_dead == 0:
-            return
-        # Encoder outputs drawn uniformly from the batch land where the data is dense, so restarted
-        # codes split the busiest clusters. Without replacement where the batch is large enough.
-        n = inputs.shape[0]
-        picks = (torch.randperm(n, device=inputs.device)[:n_dead] if n >= n_dead
-                 else torch.randint(0, n, (n_dead,), device=inputs.device))
-        values = distributed.broadcast(inputs[picks].contiguous())  # rank 0's picks on every rank
+        # the same dead codes; all shapes are fixed, so no rank waits alone and nothing is read
+        # back to the host.
+        k, n = self.codebook_size, inputs.shape[0]
+        dead = (self.usage < self.dead_code_threshold / k) & finite  # (K,)
+        # Encoder outputs drawn from the batch land where the data is dense, so restarted codes
+        # split the busiest clusters. The j-th dead code takes the j-th row of a random order of
+        # the batch: distinct rows while there are enough, then round again.
+        slot = (torch.cumsum(dead, 0) - 1).clamp_min(0) % n  # (K,)
+        order = torch.randperm(n, device=inputs.device)
+        values = distributed.broadcast(inputs[order[slot]].contiguous())  # (K, D), rank 0's rows on every rank
         self._set_codes(dead, values)
-        self.usage[dead] = 1.0 / self.codebook_size  # a grace window before it can die again
-        self.restarts += n_dead
+        self.usage.copy_(torch.where(dead, 1.0 / k, self.usage))  # a grace window before it can die again
+        self.restarts += dead.sum()
 
     @torch.no_grad()
     def _kmeans(self, inputs: Tensor) -> None:
-        """Lloyd's k-means on ``inputs`` (N, D), pooled over ranks; identical result on every rank."""
+        """Lloyd's k-means on ``inputs`` (N, D), pooled over ranks; identical result on every rank.
+
+        Runs once, on the first training step, in the memory of the blocked search (no (N, K)
+        matrix; no subsampling is needed). Every row seeds a code while codes remain (then rows
+        drawn again at random), and the loop stops when no row changes its cluster: with no more
+        rows than codes each row is its own centre, the k-means optimum, and two searches end it.
+        """
+        check_finite(inputs, "latents")  # the forward pass leaves this to the device elsewhere
         n, k = inputs.shape[0], self.codebook_size
-        picks = torch.randperm(n, device=inputs.device)[:k] if n >= k else torch.randint(0, n, (k,),
-                                                                                          device=inputs.device)
+        order = torch.randperm(n, device=inputs.device)
+        picks = order[:k] if n >= k else torch.cat([order, torch.randint(0, n, (k - n,), device=inputs.device)])
         centers = distributed.broadcast(inputs[picks].contiguous())  # rank 0's seeds
+        previous: Tensor | None = None
         for _ in range(self.kmeans_iters):
             assign = nearest_code(inputs, centers)
-            counts = torch.bincount(assign, minlength=k).float()
+            if previous is not None:
+                changed = distributed.all_reduce_sum((assign != previous).sum(dtype=torch.float32))
+                if float(changed) == 0:  # the same total on every rank, so every rank stops together
+                    break
+            previous = assign
+            counts = self.histogram(assign, k)
             sums = torch.zeros_like(centers).index_add_(0, assign, inputs)
             distributed.all_reduce_sum(counts)  # each rank's batch counts: k-means on the pooled data
             distributed.all_reduce_sum(sums)
-            filled = counts > 0  # an empty cluster keeps its centre (restarts can move it later)
-            centers[filled] = self._prepare(sums[filled] / counts[filled, None])
-        distributed.broadcast(centers)  # bit-identical on every rank whatever the reduction order
-        self._set_codes(torch.arange(k, device=inputs.device), centers)
+            means = self._prepare(sums / counts.clamp_min(1)[:, None])
+            # An empty cluster keeps its centre (restarts can move it later). Rank 0's centres on
+            # every rank, bit-identical whatever the reduction order.
+            centers = distributed.broadcast(torch.where(counts[:, None] > 0, means, centers))
+        self._set_codes(torch.ones(k, dtype=torch.bool, device=inputs.device), centers)
         self.initialized.fill_(True)

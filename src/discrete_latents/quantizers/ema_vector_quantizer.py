@@ -60,17 +60,21 @@ class EMAVectorQuantizer(CodebookQuantizer):
         return self.weight
 
     @torch.no_grad()
-    def _set_codes(self, rows: Tensor, values: Tensor) -> None:
-        self.weight[rows] = values
-        self.cluster_size[rows] = 1.0  # a light count, so the code follows its first assignments
-        self.embed_sum[rows] = values
+    def _set_codes(self, mask: Tensor, values: Tensor) -> None:
+        rows = mask[:, None]
+        self.weight.copy_(torch.where(rows, values, self.weight))
+        # A light count, so the code follows its first assignments.
+        self.cluster_size.copy_(torch.where(mask, 1.0, self.cluster_size))
+        self.embed_sum.copy_(torch.where(rows, values, self.embed_sum))
 
     @torch.no_grad()
-    def _update_codebook(self, inputs: Tensor, indices: Tensor, counts: Tensor) -> None:
+    def _update_codebook(self, inputs: Tensor, indices: Tensor, counts: Tensor, finite: Tensor) -> None:
+        # (K, D) sums by index_add_, not a (N, K) one-hot matrix product: memory stays O(K D).
         sums = torch.zeros_like(self.embed_sum).index_add_(0, indices, inputs)
         distributed.all_reduce_sum(sums)  # counts arrive already summed over ranks
-        self.cluster_size.lerp_(counts, 1.0 - self.decay)
-        self.embed_sum.lerp_(sums, 1.0 - self.decay)
+        # A non-finite batch moves nothing: the EMA targets fall back to the current values.
+        self.cluster_size.lerp_(torch.where(finite, counts, self.cluster_size), 1.0 - self.decay)
+        self.embed_sum.lerp_(torch.where(finite, sums, self.embed_sum), 1.0 - self.decay)
         total = self.cluster_size.sum()
         smoothed = (self.cluster_size + self.eps) / (total + self.codebook_size * self.eps) * total
-        self.weight.copy_(self.embed_sum / smoothed.unsqueeze(1))
+        self.weight.copy_(torch.where(finite, self.embed_sum / smoothed.unsqueeze(1), self.weight))

@@ -14,7 +14,7 @@ from .._checks import check_int
 from .._outputs import QuantizerOutput
 from .base import QUANTIZERS, BaseQuantizer, straight_through
 
-_MAX_CODES = 1 << 24  # bincount and a prior's vocabulary both need K entries
+_MAX_CODES = 1 << 24  # the histogram and a prior's vocabulary both need K entries
 
 
 @QUANTIZERS.register("fsq")
@@ -101,7 +101,7 @@ class FiniteScalarQuantizer(BaseQuantizer):
             indices = ((rounded.long() + self._half_width) * self._basis).sum(1)  # (N,) mixed radix
             codes = straight_through(bounded, rounded) / self._half_width.float()  # (N, d) in [-1, 1]
             out = self.project_out(codes) if self.project_out is not None else codes  # (N, D)
-            counts = torch.bincount(indices, minlength=self.codebook_size).float()
+            counts = self.histogram(indices, self.codebook_size)
             if self.training:
                 distributed.all_reduce_sum(counts)
         zero = flat.new_zeros(())

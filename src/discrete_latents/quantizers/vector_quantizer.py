@@ -41,6 +41,6 @@ class VectorQuantizer(CodebookQuantizer):
     def codebook(self) -> Tensor:
         return self.weight
 
-    def _set_codes(self, rows: Tensor, values: Tensor) -> None:
+    def _set_codes(self, mask: Tensor, values: Tensor) -> None:
         # `.data` keeps the write outside autograd: this step's graph has already used the weight.
-        self.weight.data[rows] = values.to(self.weight.dtype)
+        self.weight.data.copy_(torch.where(mask[:, None], values.to(self.weight.dtype), self.weight.data))

@@ -200,9 +200,9 @@ class Trainer:
         autocast = self._autocast(cfg.prior_amp)
 
         def step(module: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
-            with autocast():
-                out = module(batch[0], batch[1] if prior.num_classes else None)
-            return out.loss.float(), {"nll": out.loss.detach()}
+            with autocast():  # the loss alone: no (B, h, w, K) logits (BasePrior.loss)
+                loss = module(batch[0], batch[1] if prior.num_classes else None, return_logits=False)
+            return loss.float(), {"nll": loss.detach()}
 
         def epoch_end(epoch: int) -> None:
             generator = torch.Generator(self.device).manual_seed(cfg.seed)
