@@ -50,14 +50,14 @@ class StreamInfo(NamedTuple):
         version: the format version.
         mode: the :class:`Mode` of the condition symbols.
         fingerprint: the pipeline fingerprint the stream was written with (4 bytes).
-        count: the number of images.
+        num_images: the number of images.
         header_size: bytes before the first payload.
     """
 
     version: int
     mode: Mode
     fingerprint: bytes
-    count: int
+    num_images: int
     header_size: int
 
 
@@ -134,9 +134,9 @@ def split_payloads(data: bytes, info: StreamInfo) -> list[bytes]:
     Every payload takes at least one byte, so a count the stream cannot hold is refused here,
     before any memory is set aside for the images it claims.
     """
-    chunks, pos = num_chunks(info.count), info.header_size
+    chunks, pos = num_chunks(info.num_images), info.header_size
     if chunks > len(data) - pos:
-        raise CodecError(f"stream: truncated or corrupt: the header claims {info.count} images ({chunks} payloads)"
+        raise CodecError(f"stream: truncated or corrupt: the header claims {info.num_images} images ({chunks} payloads)"
                          f" but only {len(data) - pos} bytes follow it")
     payloads = []
     for index in range(chunks - 1):

@@ -52,6 +52,7 @@ from ._codec_format import (
     words_to_bytes,
 )
 from ._codec_format import read_header as _read_header
+from .configs import Config
 from .errors import CodecError, NonFiniteError
 from .priors import BasePrior, CausalPrior, PixelCNNPrior
 from .validation import check_indices, check_labels
@@ -104,7 +105,7 @@ def fingerprint_of(*modules: nn.Module) -> bytes:
     digest = hashlib.sha256(b"discrete_latents codec fingerprint 1\0")
     for module in modules:
         config = getattr(module, "config", None)
-        described = config.to_dict() if hasattr(config, "to_dict") else None
+        described = config.to_dict() if isinstance(config, Config) else None
         digest.update(json.dumps([type(module).__name__, described], sort_keys=True).encode() + b"\0")
         for name, tensor in sorted(module.state_dict().items()):
             flat = tensor.detach().to("cpu").contiguous().reshape(-1)
@@ -121,7 +122,7 @@ def read_header(data: bytes | bytearray | memoryview) -> StreamInfo:
         CodecError: an empty, foreign, truncated, corrupt or newer stream.
 
     Example:
-        >>> read_header(b"DL\\x12\\x01\\x02\\x03\\x04\\x05").count
+        >>> read_header(b"DL\\x12\\x01\\x02\\x03\\x04\\x05").num_images
         5
     """
     return _read_header(_as_bytes(data))
@@ -400,7 +401,7 @@ def decompress_codes(prior: BasePrior, data: bytes | bytearray | memoryview, *, 
     weights = _condition_weights(prior, info.mode)
     header = data[: info.header_size]
     payloads = split_payloads(data, info)
-    sizes = [min(CHUNK_SIZE, info.count - start) for start in range(0, info.count, CHUNK_SIZE)]
+    sizes = [min(CHUNK_SIZE, info.num_images - start) for start in range(0, info.num_images, CHUNK_SIZE)]
 
     def decode(index: int) -> tuple[Tensor, np.ndarray | None]:
         return _decode_chunk(prior, header, index, sizes[index], payloads[index], weights)

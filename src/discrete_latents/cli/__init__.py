@@ -1,4 +1,4 @@
-"""The ``discrete-latents`` command: train, sample, reconstruct, evaluate, push.
+"""The ``discrete-latents`` command: train, sample, reconstruct, evaluate, push, compress, decompress.
 
 A thin layer over the Python API: every subcommand is a few calls to functions documented in
 the API reference.
@@ -15,8 +15,9 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import DiscreteLatentsError
+from . import codec_commands
 
-COMMANDS = ("train", "sample", "reconstruct", "evaluate", "push")
+COMMANDS = ("train", "sample", "reconstruct", "evaluate", "push", "compress", "decompress")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--private", action="store_true")
     push.add_argument("--token", default=None)
     push.add_argument("--commit-message", default="Upload discrete_latents pipeline")
+    codec_commands.add_parsers(sub, add_pipeline)
     return parser
 
 
@@ -77,8 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import commands
 
     try:
-        getattr(commands, args.command)(args, extra)
-    except (DiscreteLatentsError, FileNotFoundError, ValueError, TypeError) as err:
+        module = codec_commands if args.command in codec_commands.COMMANDS else commands
+        getattr(module, args.command)(args, extra)
+    except (DiscreteLatentsError, FileNotFoundError, ValueError, TypeError, ImportError) as err:
         print(f"discrete-latents {args.command}: error: {err}", file=sys.stderr)
         return 2
     return 0
