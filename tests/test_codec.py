@@ -6,6 +6,7 @@ pipeline, huge claimed counts), each refused with one CodecError.
 from __future__ import annotations
 
 import math
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -365,3 +366,12 @@ def test_cli_refuses_a_corrupt_file_with_status_2(pipe: VQVAEPipeline, tmp_path:
     assert main(["decompress", str(tmp_path / "bad.dlc"), "--out-dir", str(tmp_path / "out"),
                  "--pipeline", str(folder)]) == 2
     assert "truncated" in capsys.readouterr().err
+
+
+def test_the_python_example_in_the_docs_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    page = Path(__file__).resolve().parents[1] / "docs" / "codec.md"
+    blocks = re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.DOTALL)
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        exec(compile(block, str(page), "exec"), {})  # noqa: S102 - the page's own code
