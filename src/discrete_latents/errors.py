@@ -55,3 +55,7 @@ class PluginLoadError(DiscreteLatentsError, ImportError):
 
 class NonFiniteError(DiscreteLatentsError, FloatingPointError):
     """A tensor (input, loss or weight) holds NaN or infinity where finite values are required."""
+
+
+class CodecError(DiscreteLatentsError, ValueError):
+    """A compressed stream is empty, truncated, corrupt, foreign or from another pipeline, or cannot be coded."""

@@ -1,4 +1,4 @@
-"""The ``discrete-latents`` command: train, sample, inpaint, reconstruct, evaluate, push.
+"""The ``discrete-latents`` command: train, sample, inpaint, reconstruct, evaluate, push, compress, decompress.
 
 A thin layer over the Python API: every subcommand is a few calls to functions documented in
 the API reference.
@@ -21,11 +21,11 @@ import traceback
 from collections.abc import Sequence
 
 from .._hub import COMMIT_MESSAGE
-from . import inpaint_command
+from . import codec_commands, inpaint_command
 from ._args import non_negative_int, positive_int, seed
 from ._errors import INTERRUPTED, describe, exit_status
 
-COMMANDS = ("train", "sample", "inpaint", "reconstruct", "evaluate", "push")
+COMMANDS = ("train", "sample", "inpaint", "reconstruct", "evaluate", "push", "compress", "decompress")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--private", action="store_true")
     push.add_argument("--token", default=None)
     push.add_argument("--commit-message", default=COMMIT_MESSAGE)
+    codec_commands.add_parsers(sub, add_pipeline)
     return parser
 
 
@@ -100,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from . import commands
 
-        getattr(commands, args.command)(args, extra)
+        module = codec_commands if args.command in codec_commands.COMMANDS else commands
+        getattr(module, args.command)(args, extra)
     except KeyboardInterrupt:
         pass  # handled below, once the interrupted frames (and any data-loader workers) are released
     except Exception as err:  # every failure is a message; the traceback is for --debug
