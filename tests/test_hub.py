@@ -344,3 +344,17 @@ def test_hf_hub_offline_set_in_the_environment(cached_vqvae, tmp_path: Path) -> 
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == [COMMIT, "16"]
+
+
+@pytest.mark.parametrize("revision", ["../../outside", "..", "main/../../x", "/etc", "a//b", "dev/", "v1 .0", "ma\nin", 7])
+def test_a_revision_that_could_name_a_path_is_refused_before_the_cache(tmp_path: Path, revision: object) -> None:
+    with pytest.raises(ValueError, match="revision: expected a branch, tag or 40-hex commit"):
+        VQVAE.from_pretrained("user/tiny-vqvae", revision=revision, cache_dir=tmp_path)  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []  # nothing was looked up or created
+
+
+@pytest.mark.parametrize("revision", ["main", "refs/pr/1", "v1.0", "release-2026_12", COMMIT])
+def test_ordinary_revisions_pass_the_check(revision: str) -> None:
+    from discrete_latents._hub import check_revision
+
+    assert check_revision(revision) == revision
