@@ -346,7 +346,8 @@ def test_hf_hub_offline_set_in_the_environment(cached_vqvae, tmp_path: Path) -> 
     assert done.stdout.split() == [COMMIT, "16"]
 
 
-@pytest.mark.parametrize("revision", ["../../outside", "..", "main/../../x", "/etc", "a//b", "dev/", "v1 .0", "ma\nin", 7])
+@pytest.mark.parametrize("revision", ["../../outside", "..", "main/../../x", "/etc", "a//b", "dev/", "v1 .0", "ma\nin",
+                                      7])
 def test_a_revision_that_could_name_a_path_is_refused_before_the_cache(tmp_path: Path, revision: object) -> None:
     with pytest.raises(ValueError, match="revision: expected a branch, tag or 40-hex commit"):
         VQVAE.from_pretrained("user/tiny-vqvae", revision=revision, cache_dir=tmp_path)  # type: ignore[arg-type]
