@@ -275,21 +275,22 @@ def _decode_chunk(prior: BasePrior, header: bytes, index: int, batch: int, paylo
     constriction = _constriction()
     model = constriction.stream.model
     device = next(prior.parameters()).device
+    words = bytes_to_words(payload, index)
     try:
-        coder = constriction.stream.stack.AnsCoder(bytes_to_words(payload, index))
-        conditions = None
-        if weights is not None:
-            conditions = coder.decode(model.Categorical(weights, perfect=False), batch).astype(np.int32)
-        cond = None if conditions is None else torch.from_numpy(conditions).long().to(device)
-        family = model.Categorical(perfect=False)
-
-        def decoded(position: int, probabilities: np.ndarray) -> Tensor:
-            return torch.from_numpy(coder.decode(family, probabilities).astype(np.int64)).to(device)
-
-        codes = _run_prior(prior, cond, batch, decoded)
-        rest = coder.get_compressed()
-    except ValueError as err:  # constriction's word for data it cannot decode
+        coder = constriction.stream.stack.AnsCoder(words)
+    except ValueError as err:  # constriction's word for data it cannot read
         raise CodecError(f"stream: payload {index} cannot be decoded ({err}): truncated or corrupt") from None
+    conditions = None
+    if weights is not None:
+        conditions = coder.decode(model.Categorical(weights, perfect=False), batch).astype(np.int32)
+    cond = None if conditions is None else torch.from_numpy(conditions).long().to(device)
+    family = model.Categorical(perfect=False)
+
+    def decoded(position: int, probabilities: np.ndarray) -> Tensor:
+        return torch.from_numpy(coder.decode(family, probabilities).astype(np.int64)).to(device)
+
+    codes = _run_prior(prior, cond, batch, decoded)
+    rest = coder.get_compressed()  # all that is left must be the checksum the encoder started from
     expected = chunk_checksum(header, index, conditions, codes.cpu().numpy())
     if rest.shape != (1,) or int(rest[0]) != expected:
         raise CodecError(f"stream: payload {index} fails its checksum: the stream is truncated or corrupt, or this"
