@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from discrete_latents import (
+from discrete_latents import MaskedPrior, MaskedPriorConfig, (
     VQVAE,
     BasePrior,
     CausalPrior,
@@ -286,6 +286,8 @@ def test_different_arithmetic_fails_the_checksum(plain: CausalPrior) -> None:
 
 def test_a_prior_without_exact_raster_likelihood_is_refused() -> None:
     class Shuffled(BasePrior):  # a stand-in for any prior the coder cannot drive
+        raster_order = False
+
         def _logits(self, indices: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
             return torch.zeros(*indices.shape, K)
 
@@ -294,8 +296,11 @@ def test_a_prior_without_exact_raster_likelihood_is_refused() -> None:
             return torch.zeros(codes.shape[0], K)
 
     prior = Shuffled(CausalPriorConfig(codebook_size=K, grid_size=(3, 3)))
-    with pytest.raises(CodecError, match="Shuffled cannot drive the entropy coder.*CausalPrior, PixelCNNPrior"):
+    with pytest.raises(CodecError, match="Shuffled cannot drive the entropy coder.*CausalPrior or PixelCNNPrior"):
         codec.compress_codes(prior, random_codes(2))
+    masked = MaskedPrior(MaskedPriorConfig(codebook_size=K, grid_size=(3, 3), n_layer=1, n_head=2, n_embd=16))
+    with pytest.raises(CodecError, match="MaskedPrior cannot drive the entropy coder"):
+        codec.compress_codes(masked, random_codes(2))
 
 
 def test_bad_codes_and_labels_name_the_argument(plain: CausalPrior, conditional: CausalPrior) -> None:

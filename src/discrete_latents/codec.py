@@ -55,13 +55,12 @@ from ._codec_format import (
 from ._codec_format import read_header as _read_header
 from ._configs import Config
 from .errors import CodecError, NonFiniteError
-from .priors import BasePrior, CausalPrior, PixelCNNPrior
+from .priors import BasePrior
 
 __all__ = ["CHUNK_SIZE", "DecodedCodes", "Mode", "StreamInfo", "compress_codes", "decompress_codes", "fingerprint_of",
            "read_header"]
 
 # Priors whose likelihood is exact in raster order, computed one code at a time by _next_logits.
-CODABLE_PRIORS: tuple[type[BasePrior], ...] = (CausalPrior, PixelCNNPrior)
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
@@ -136,10 +135,12 @@ def _as_bytes(data: object) -> bytes:
 
 # the coder's probabilities -------------------------------------------------------------------------
 def _check_codable(prior: object) -> BasePrior:
-    if not isinstance(prior, CODABLE_PRIORS):
+    # A prior declares both (BasePrior.raster_order, exact_likelihood): the causal and PixelCNN
+    # priors and plugin priors that keep the defaults can code; the masked prior cannot.
+    if not (isinstance(prior, BasePrior) and prior.raster_order and prior.exact_likelihood):
         raise CodecError(f"prior: {type(prior).__name__} cannot drive the entropy coder; it needs a prior with an exact"
-                         " likelihood computed one code at a time in raster order"
-                         f" ({', '.join(c.__name__ for c in CODABLE_PRIORS)})")
+                         " likelihood computed one code at a time in raster order (such as CausalPrior or"
+                         " PixelCNNPrior)")
     return prior
 
 
