@@ -18,11 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from discrete_latents import MaskedPrior, MaskedPriorConfig, (
+from discrete_latents import (
     VQVAE,
     BasePrior,
     CausalPrior,
     CausalPriorConfig,
+    MaskedPrior,
+    MaskedPriorConfig,
     PixelCNNPrior,
     PixelCNNPriorConfig,
     VQVAEConfig,
