@@ -316,7 +316,7 @@ class Trainer:
         one batch N times larger would. DDP synchronises gradients on the last one only.
         """
         count = len(micro_batches)
-        total: Tensor | None = None
+        total = torch.zeros(())
         stats: dict[str, Any] = {}
         for m, micro in enumerate(micro_batches):
             no_sync = getattr(wrapped, "no_sync", None)
@@ -325,9 +325,7 @@ class Trainer:
                 if not torch.isfinite(loss):
                     return loss.detach(), stats, False
                 (loss / count if count > 1 else loss).backward()
-            part = loss.detach().float() / count
-            total = part if total is None else total + part
-        assert total is not None  # a step has at least one micro-batch
+            total = total.to(loss.device) + loss.detach().float() / count
         return total, stats, True
 
     # helpers ----------------------------------------------------------------------------------
