@@ -31,7 +31,7 @@ TINY: dict[str, dict[str, Any]] = {
 # k-means on the eager first step, then restarts on every step (usage_decay 0: unused = dead).
 HEALTH = {"kmeans_init": True, "restart_dead_codes": True, "dead_code_threshold": 0.5, "usage_decay": 0.0}
 BUILTIN_QUANTIZERS = ["fsq", "lfq", "rvq", "vq", "vq_cosine", "vq_ema"]
-BUILTIN_PRIORS = ["causal_transformer", "pixelcnn"]
+BUILTIN_PRIORS = ["causal_transformer", "masked_transformer", "pixelcnn"]
 
 
 @pytest.fixture(autouse=True)
@@ -104,6 +104,7 @@ def _prior(name: str) -> BasePrior:
     torch.manual_seed(0)
     cls = PRIORS.get(name)
     tiny = {"causal_transformer": {"n_layer": 2, "n_head": 2, "n_embd": 16},
+            "masked_transformer": {"n_layer": 2, "n_head": 2, "n_embd": 16},
             "pixelcnn": {"hidden_channels": 16, "n_layer": 2}}[name]
     return cls(cls.config_class(codebook_size=16, grid_size=(4, 5), num_classes=3, label_dropout=0.0, **tiny)).train()
 
@@ -114,12 +115,15 @@ def _check_prior(name: str, backend: str, loss_only: bool = True) -> None:
     compiled = torch.compile(twin, backend=backend)
     codes = torch.randint(0, 16, (3, 4, 5), generator=torch.Generator().manual_seed(1))
     labels = torch.tensor([0, 2, 1])
-    expected, got = prior(codes, labels), compiled(codes, labels)
+    # The masked prior hides codes at random: both calls hide the same ones.
+    hide: dict[str, Any] = {"mask": torch.rand(3, 4, 5, generator=torch.Generator().manual_seed(2)) < 0.5} \
+        if name == "masked_transformer" else {}
+    expected, got = prior(codes, labels, **hide), compiled(codes, labels, **hide)
     torch.testing.assert_close(got.logits, expected.logits, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(got.loss, expected.loss, rtol=1e-5, atol=1e-6)
     if loss_only:  # the trainer's path: the loss alone, and its gradients
-        prior.loss(codes, labels).backward()
-        compiled(codes, labels, return_logits=False).backward()
+        prior(codes, labels, return_logits=False, **hide).backward()
+        compiled(codes, labels, return_logits=False, **hide).backward()
     else:
         expected.loss.backward()
         got.loss.backward()

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import torch
 
-from discrete_latents import CausalPrior, CausalPriorConfig, PixelCNNPriorConfig
+from discrete_latents import BasePrior, CausalPrior, CausalPriorConfig, MaskedPriorConfig, PixelCNNPriorConfig
 from discrete_latents.errors import NonFiniteError
-from discrete_latents.priors import PixelCNNPrior, _chunked_loss
+from discrete_latents.priors import _chunked_loss, build_prior
 from discrete_latents.quantizers import QUANTIZERS, VectorQuantizer, base, codebook
 from discrete_latents.quantizers.codebook import nearest_code
 
@@ -80,18 +80,27 @@ def test_lfq_entropy_at_eighteen_bits_in_bounded_memory(control_mib: float) -> N
 
 
 PRIOR_K, PRIOR_GRID, PRIOR_BATCH = 65536, (8, 8), 16  # full logits: 1024 x 65,536 float32 = 256 MiB
+PRIOR_NAMES = ["causal", "pixelcnn", "masked"]
 
 
-@pytest.mark.parametrize("config", [
-    "CausalPriorConfig(codebook_size={k}, grid_size={grid}, n_layer=1, n_head=2, n_embd=8)",
-    "PixelCNNPriorConfig(codebook_size={k}, grid_size={grid}, hidden_channels=8, n_layer=1)",
-])
-def test_prior_loss_never_holds_the_logits(config: str) -> None:
+def _tiny_prior(name: str, k: int, grid: tuple[int, int], **fields: Any) -> BasePrior:
+    """A small prior of each built-in kind over K codes."""
+    torch.manual_seed(0)
+    if name == "causal":
+        return build_prior(CausalPriorConfig(codebook_size=k, grid_size=grid, n_layer=1, n_head=2, n_embd=8, **fields))
+    if name == "masked":
+        return build_prior(MaskedPriorConfig(codebook_size=k, grid_size=grid, n_layer=1, n_head=2, n_embd=8, **fields))
+    return build_prior(PixelCNNPriorConfig(codebook_size=k, grid_size=grid, hidden_channels=8, n_layer=1, **fields))
+
+
+@pytest.mark.parametrize("name", PRIOR_NAMES)
+def test_prior_loss_never_holds_the_logits(name: str) -> None:
     def growth(k: int) -> float:
-        setup = (f"from discrete_latents import CausalPriorConfig, PixelCNNPriorConfig\n"
-                 f"from discrete_latents.priors import build_prior, _chunked_loss\n"
+        setup = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r})\n"
+                 f"from test_large_codebooks import _tiny_prior\n"
+                 f"from discrete_latents.priors import _chunked_loss\n"
                  f"_chunked_loss._CHUNK_ELEMENTS = 1 << 20  # 4 MiB of logits per chunk\n"
-                 f"prior = build_prior({config.format(k=k, grid=PRIOR_GRID)}).train()\n"
+                 f"prior = _tiny_prior({name!r}, {k}, {PRIOR_GRID}).train()\n"
                  f"codes = torch.randint(0, {k}, ({PRIOR_BATCH}, *{PRIOR_GRID}))")
         return _peak_growth_mib(setup, "prior.loss(codes).backward()")
 
@@ -100,17 +109,16 @@ def test_prior_loss_never_holds_the_logits(config: str) -> None:
     assert large - control < full / 8, f"+{large:.0f} MiB (control +{control:.0f}), logits {full:.0f}"
 
 
-@pytest.mark.parametrize("name", ["causal", "pixelcnn"])
+@pytest.mark.parametrize("name", PRIOR_NAMES)
 def test_priors_train_and_sample_with_65536_codes(name: str) -> None:
     k, grid = 65536, (2, 3)
-    config: Any = (CausalPriorConfig(codebook_size=k, grid_size=grid, n_layer=1, n_head=2, n_embd=8) if name == "causal"
-                   else PixelCNNPriorConfig(codebook_size=k, grid_size=grid, hidden_channels=8, n_layer=1))
-    prior = (CausalPrior(config) if name == "causal" else PixelCNNPrior(config)).train()
+    prior = _tiny_prior(name, k, grid).train()
     codes = torch.randint(0, k, (4, *grid), generator=torch.Generator().manual_seed(0))
     loss = prior.loss(codes)
     loss.backward()
     assert abs(float(loss.detach()) - math.log(k)) < 1.0  # an untrained prior is near uniform: ln K = 11.09 nats
-    samples = prior.sample(3, top_k=100, generator=torch.Generator().manual_seed(0))
+    steps: dict[str, Any] = {"steps": 4} if name == "masked" else {}  # parallel steps, at most h*w
+    samples = prior.sample(3, top_k=100, generator=torch.Generator().manual_seed(0), **steps)
     assert samples.shape == (3, *grid) and int(samples.min()) >= 0 and int(samples.max()) < k
 
 
@@ -182,33 +190,33 @@ def test_non_finite_batch_changes_no_state_where_the_input_check_is_skipped(
 
 
 # --- the loss-only path of the priors ------------------------------------------------------------
-def _small_prior(name: str) -> CausalPrior | PixelCNNPrior:
-    torch.manual_seed(0)
-    if name == "causal":
-        return CausalPrior(CausalPriorConfig(codebook_size=40, grid_size=(3, 4), num_classes=3, label_dropout=0.0,
-                                             n_layer=1, n_head=2, n_embd=16))
-    return PixelCNNPrior(PixelCNNPriorConfig(codebook_size=40, grid_size=(3, 4), num_classes=3, label_dropout=0.0,
-                                             hidden_channels=8, n_layer=1))
+def _small_prior(name: str) -> BasePrior:
+    return _tiny_prior(name, 40, (3, 4), num_classes=3, label_dropout=0.0)
 
 
-@pytest.mark.parametrize("name", ["causal", "pixelcnn"])
+@pytest.mark.parametrize("name", PRIOR_NAMES)
 def test_loss_equals_forward_loss_with_the_same_gradients(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_chunked_loss, "_CHUNK_ELEMENTS", 5 * 40)  # 5 rows a chunk: 8 chunks of 36 rows
     prior = _small_prior(name).train()
     codes = torch.randint(0, 40, (3, 3, 4), generator=torch.Generator().manual_seed(2))
     labels = torch.tensor([0, 2, 1])
-    reference = prior(codes, labels).loss
+    # The masked prior scores the codes it hides: the same hidden set for both paths.
+    hide: dict[str, Any] = {"mask": torch.rand(3, 3, 4, generator=torch.Generator().manual_seed(3)) < 0.5} \
+        if name == "masked" else {}
+    reference = prior(codes, labels, **hide).loss
     reference.backward()
     expected = {k: p.grad.clone() for k, p in prior.named_parameters() if p.grad is not None}
     prior.zero_grad()
-    loss = prior.loss(codes, labels)
+    loss = prior(codes, labels, return_logits=False, **hide)
     loss.backward()
     torch.testing.assert_close(loss, reference)
     for key, grad in expected.items():
         torch.testing.assert_close(dict(prior.named_parameters())[key].grad, grad, msg=key)
-    assert prior(codes, labels, return_logits=False).shape == ()
+    assert loss.shape == ()
+    if name != "masked":
+        assert torch.equal(prior.loss(codes, labels).detach(), loss.detach())
     with torch.no_grad():
-        torch.testing.assert_close(prior.loss(codes, labels), reference.detach())
+        torch.testing.assert_close(prior(codes, labels, return_logits=False, **hide), reference.detach())
 
 
 def test_loss_under_bf16_autocast_is_close_to_float32() -> None:
@@ -239,17 +247,17 @@ def _count_read_backs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 @pytest.mark.parametrize("grid", [(2, 2), (5, 6)])
-@pytest.mark.parametrize("name", ["causal", "pixelcnn"])
+@pytest.mark.parametrize("name", PRIOR_NAMES)
 def test_sampling_reads_values_back_a_fixed_number_of_times(name: str, grid: tuple[int, int],
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    config: Any = (CausalPriorConfig(codebook_size=16, grid_size=grid, n_layer=1, n_head=2, n_embd=16)
-                   if name == "causal" else PixelCNNPriorConfig(codebook_size=16, grid_size=grid, hidden_channels=8,
-                                                               n_layer=1))
-    prior = CausalPrior(config) if name == "causal" else PixelCNNPrior(config)
+    prior = _tiny_prior(name, 16, grid)
     generator = torch.Generator().manual_seed(0)
+    steps: dict[str, Any] = {"steps": 4} if name == "masked" else {}  # parallel steps, at most h*w
     seen = _count_read_backs(monkeypatch)
-    prior.sample(3, top_k=5, top_p=0.9, generator=generator)
-    assert len(seen) <= 1, seen  # the final finiteness check, whatever the number of positions
+    prior.sample(3, top_k=5, top_p=0.9, generator=generator, **steps)
+    # The final finiteness check, whatever the number of positions (or of parallel steps, for the
+    # masked prior, which also reads once how many steps the grids need).
+    assert len(seen) <= (2 if name == "masked" else 1), seen
 
 
 def test_the_first_non_finite_position_is_named_once_at_the_end(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -263,6 +271,20 @@ def test_the_first_non_finite_position_is_named_once_at_the_end(monkeypatch: pyt
     monkeypatch.setattr(prior, "_next_logits", poisoned)
     with pytest.raises(NonFiniteError, match="at position 4;"):
         prior.sample(2, generator=torch.Generator().manual_seed(0))
+
+
+def test_guidance_overflowing_to_minus_inf_is_not_taken_for_broken_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With s = 1e38, s * (c - u) overflows to -inf (and +inf at code 5): legitimate guided logits,
+    # from finite model logits. The finiteness check belongs to the model's own logits.
+    prior = CausalPrior(CausalPriorConfig(codebook_size=16, grid_size=(2, 2), num_classes=3, label_dropout=0.1,
+                                          n_layer=1, n_head=2, n_embd=16))
+    unconditional = torch.randn(1, 16, generator=torch.Generator().manual_seed(0))
+    conditional = unconditional.clone()
+    conditional[0, 5] += 20.0
+    rows = torch.cat([conditional, unconditional])
+    monkeypatch.setattr(prior, "_next_logits", lambda codes, position, cond, state: rows)
+    codes = prior.sample(1, labels=torch.tensor([1]), guidance_scale=1e38, generator=torch.Generator().manual_seed(0))
+    assert codes.flatten().tolist() == [5, 5, 5, 5]
 
 
 @pytest.mark.gpu

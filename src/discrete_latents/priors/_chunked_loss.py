@@ -12,7 +12,8 @@ from torch import Tensor
 _CHUNK_ELEMENTS = 1 << 23
 
 
-def chunked_cross_entropy(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor) -> Tensor:
+def chunked_cross_entropy(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor,
+                          row_weights: Tensor | None = None) -> Tensor:
     """Mean cross-entropy of ``logits = hidden @ weight.T + bias`` against ``targets``.
 
     The rows are taken in chunks into one reused (rows, K) buffer: the forward pass keeps only
@@ -27,20 +28,26 @@ def chunked_cross_entropy(hidden: Tensor, weight: Tensor, bias: Tensor | None, t
         weight: (K, C) output layer weight.
         bias: (K,) or ``None``.
         targets: (N,) int64 ids in [0, K).
+        row_weights: (N,) float weights of the rows (a masked prior's 0/1 "hidden" flags), or
+            ``None`` for all 1. The rows are still computed (a fixed shape: no row count is read
+            back to the host).
 
     Returns:
-        () float32 mean over the N rows, in nats; same value and gradients as
-        ``F.cross_entropy(F.linear(hidden, weight, bias).float(), targets)`` up to float rounding.
+        () float32 weighted mean over the rows, sum(w_i CE_i) / max(sum(w_i), 1), in nats; same
+        value and gradients as from the full logits, up to float rounding.
     """
     rows = max(1, _CHUNK_ELEMENTS // weight.shape[0])
-    loss: Tensor = _LinearCrossEntropy.apply(hidden, weight, bias, targets, rows)
-    return loss
+    if row_weights is None:
+        row_weights = hidden.new_ones(targets.shape[0], dtype=torch.float32)
+    total: Tensor = _LinearCrossEntropy.apply(hidden, weight, bias, targets, row_weights.float(), rows)
+    return total / row_weights.float().sum().clamp_min(1)
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor,
-                rows: int) -> Tensor:
+                row_weights: Tensor, rows: int) -> Tensor:
+        """sum_i w_i CE_i over the N rows."""
         n = hidden.shape[0]
         with torch.autocast(device_type=hidden.device.type, enabled=False):
             h, w = hidden.float(), weight.float()
@@ -54,14 +61,14 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 # log sum exp(l) = m + log sum exp(l - m), computed in the buffer itself.
                 chunk_norm = logits.sub_(peak[:, None]).exp_().sum(dim=1).log_().add_(peak)
                 log_norm[start:start + rows] = chunk_norm
-                total += (chunk_norm - target).sum()
-        ctx.save_for_backward(hidden, weight, bias, targets, log_norm)
+                total += ((chunk_norm - target) * row_weights[start:start + rows]).sum()
+        ctx.save_for_backward(hidden, weight, bias, targets, row_weights, log_norm)
         ctx.rows = rows
-        return total / n
+        return total
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        hidden, weight, bias, targets, log_norm = ctx.saved_tensors
+        hidden, weight, bias, targets, row_weights, log_norm = ctx.saved_tensors
         rows, n, k = ctx.rows, hidden.shape[0], weight.shape[0]
         need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
         with torch.autocast(device_type=hidden.device.type, enabled=False):
@@ -71,13 +78,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_hidden = torch.empty_like(h) if need_hidden else None
             grad_weight = torch.zeros_like(w) if need_weight else None
             grad_bias = h.new_zeros(k) if need_bias else None
-            scale = grad.float() / n
+            scale = row_weights[:, None] * grad.float()  # (N, 1)
             for start in range(0, n, rows):
                 part = h[start:start + rows]
-                # d(mean loss)/d(logits) = (softmax - one_hot) / N, built in place.
+                # d(sum of w_i CE_i)/d(logits) = w_i (softmax - one_hot), built in place.
                 g = _logits_into(buffer, part, w, bias).sub_(log_norm[start:start + rows, None]).exp_()
                 g.scatter_add_(1, targets[start:start + rows, None], minus_one[: part.shape[0]])
-                g.mul_(scale)
+                g.mul_(scale[start:start + rows])
                 if grad_hidden is not None:
                     torch.mm(g, w, out=grad_hidden[start:start + rows])
                 if grad_weight is not None:
@@ -86,7 +93,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
                     grad_bias += g.sum(dim=0)
         return (grad_hidden.to(hidden.dtype) if grad_hidden is not None else None,
                 grad_weight.to(weight.dtype) if grad_weight is not None else None,
-                grad_bias.to(bias.dtype) if grad_bias is not None else None, None, None)
+                grad_bias.to(bias.dtype) if grad_bias is not None else None, None, None, None)
 
 
 def _logits_into(buffer: Tensor, hidden: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:

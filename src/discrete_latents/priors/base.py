@@ -452,11 +452,16 @@ class BasePrior(nn.Module, PretrainedModel, ABC):
         # end: a check per position would wait for the device at every code.
         first_bad = torch.full((), self.num_codes, dtype=torch.long, device=work.device)
         for position in range(self.num_codes):
-            logits = self._guide(self._next_logits(work, position, cond, state), guided, guidance_scale)
-            finite = torch.isfinite(logits).all(dim=-1)  # (B,); NaN survives guidance
+            logits = self._next_logits(work, position, cond, state)
+            # The model's own logits are checked, not the guided ones: a huge guidance scale may
+            # overflow s * (c - u) to -inf for some codes, which is no fault of the weights.
+            finite = torch.isfinite(logits).all(dim=-1)  # (B,), or (2B,) when guided
             first_bad = torch.minimum(first_bad, torch.where(finite.all(), self.num_codes, position))
-            # A non-finite row would draw some id, maybe out of range; it gets 0 and the call
-            # raises below, so no such code is ever returned.
+            # A non-finite row is drawn from zeros instead, so every row has a code to draw; its
+            # id becomes 0 and the call raises below, so no such code is ever returned.
+            logits = self._guide(torch.where(finite[:, None], logits, 0.0), guided, guidance_scale)
+            if guided:
+                finite = finite[:batch] & finite[batch:]
             nxt = sample_logits(logits, temperature, top_k, top_p, generator, validate=False)  # checked below
             nxt = torch.where(finite, nxt, 0)
             nxt = torch.where(redraw[:, position], nxt, work[:batch, position])  # kept codes forced

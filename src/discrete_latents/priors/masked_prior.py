@@ -15,6 +15,7 @@ from .._configs import MaskedPriorConfig
 from .._outputs import PriorOutput
 from .._sampling import filter_logits, sample_logits
 from ..errors import NonFiniteError
+from ._chunked_loss import chunked_cross_entropy
 from .base import PRIORS, BasePrior
 from .causal_prior import attention
 
@@ -146,15 +147,19 @@ class MaskedPrior(BasePrior):
         """The mask token's id, K."""
         return self.codebook_size
 
-    def _logits(self, indices: Tensor, cond: Tensor | None) -> Tensor:
-        """(B, h, w) ids in [0, K], K = hidden, and (B,) labels -> (B, h, w, K) logits at every position."""
+    def _hidden(self, indices: Tensor, cond: Tensor | None) -> Tensor:
+        """(B, h, w) ids in [0, K], K = hidden, and (B,) labels -> (B, h*w, C) states before the head."""
         x = self.wte(rearrange(indices, "b h w -> b (h w)"))
         if cond is not None:
             x = torch.cat([self.class_emb(cond)[:, None], x], dim=1)  # type: ignore[misc]
         x = self.drop(x + self.wpe.weight)
         for block in self.blocks:
             x = block(x)
-        logits = F.linear(self.ln_f(x[:, self.prefix:]), self.wte.weight[: self.codebook_size], self.head_bias)
+        return self.ln_f(x[:, self.prefix:])
+
+    def _logits(self, indices: Tensor, cond: Tensor | None) -> Tensor:
+        """(B, h, w) ids in [0, K], K = hidden, and (B,) labels -> (B, h, w, K) logits at every position."""
+        logits = F.linear(self._hidden(indices, cond), self.wte.weight[: self.codebook_size], self.head_bias)
         return rearrange(logits, "b (h w) k -> b h w k", h=self.grid_size[0])
 
     # training ----------------------------------------------------------------------------------
@@ -181,6 +186,10 @@ class MaskedPrior(BasePrior):
         else:
             indices, mask = self._check_fill(indices, mask)
         cond = self._drop_labels(self._condition(labels, batch))
+        if not return_logits:  # the trainer's path: no (B, h, w, K) logits (see BasePrior.loss)
+            hidden = self._hidden(indices.masked_fill(mask, self.mask_id), cond)
+            return chunked_cross_entropy(hidden.flatten(0, 1), self.wte.weight[: self.codebook_size], self.head_bias,
+                                         indices.flatten(), row_weights=mask.flatten().float())
         logits = self._logits(indices.masked_fill(mask, self.mask_id), cond)
         flat = "b h w -> b (h w)"
         loss = masked_cross_entropy(rearrange(logits, "b h w k -> b (h w) k"), rearrange(indices, flat),
@@ -313,21 +322,30 @@ class MaskedPrior(BasePrior):
         tokens = rearrange(codes.masked_fill(mask, self.mask_id), flat)  # (B, L), K where hidden
         hidden = rearrange(mask, flat)
         initially_hidden = hidden.sum(1)  # (B,); the schedule is a share of each grid's own count
+        # Every step reveals at least one code of each grid that has some, so the grid with the most
+        # hidden codes is done after that many steps: read once here, not once per step. The first
+        # step with NaN or infinite logits stays on the device and is read once at the end.
+        last = min(steps, int(initially_hidden.max()))
+        first_bad = torch.full((), steps, dtype=torch.long, device=tokens.device)
         was_training = self.training
         self.eval()
         try:
             with torch.inference_mode():
-                for step in range(steps):
-                    if not bool(hidden.any()):
-                        break
+                for step in range(last):
                     grid = rearrange(tokens, "b (h w) -> b h w", h=self.grid_size[0])
                     logits = self._logits(grid.repeat(2, 1, 1) if guided else grid, cond)
-                    if not bool(torch.isfinite(logits).all()):
-                        raise NonFiniteError(f"sample: the prior produced NaN or infinite logits at step {step};"
-                                             " check its weights")
+                    # The model's own logits are checked (guidance may overflow to -inf legitimately);
+                    # a non-finite grid draws from zeros instead and the call raises below.
+                    finite = torch.isfinite(logits).flatten(1).all(1)  # (B,), or (2B,) when guided
+                    first_bad = torch.minimum(first_bad, torch.where(finite.all(), steps, step))
+                    logits = torch.where(finite[:, None, None, None], logits, 0.0)
                     logits = rearrange(self._guide(logits, guided, guidance_scale).float(), "b h w k -> b (h w) k")
                     tokens, hidden = self._step(tokens, hidden, logits, step, steps, initially_hidden, temperature,
                                                 top_k, top_p, generator, choice_temperature)
+                bad = int(first_bad)
+                if bad < steps:
+                    raise NonFiniteError(f"sample: the prior produced NaN or infinite logits at step {bad};"
+                                         " check its weights")
         finally:
             self.train(was_training)
         out = rearrange(tokens, "b (h w) -> b h w", h=self.grid_size[0])
@@ -338,7 +356,9 @@ class MaskedPrior(BasePrior):
               choice_temperature: float) -> tuple[Tensor, Tensor]:
         """One decoding step: (B, L) tokens and hidden flags, (B, L, K) logits -> the next ones."""
         batch, length, size = logits.shape
-        drawn = sample_logits(logits.reshape(-1, size), temperature, top_k, top_p, generator).view(batch, length)
+        # Every row has a logit above -inf (non-finite grids were replaced): no per-step check.
+        drawn = sample_logits(logits.reshape(-1, size), temperature, top_k, top_p, generator,
+                              validate=False).view(batch, length)
         drawn = torch.where(hidden, drawn, tokens)  # kept codes never change
         # Confidence: the log-probability of each draw under the distribution it came from.
         scaled = logits if temperature == 0 else filter_logits(logits / temperature, top_k, top_p)
