@@ -96,6 +96,7 @@ def latency(pipes: dict[str, VQVAEPipeline], batches: list[int], repeats: int) -
     methods: dict[str, Callable[[int], object]] = {
         "causal (KV cache)": lambda n: causal.sample(n, generator=torch.Generator().manual_seed(0)),
         "masked, 8 steps": lambda n: masked.sample(n, steps=8, generator=torch.Generator().manual_seed(0)),
+        "masked, 4 steps": lambda n: masked.sample(n, steps=4, generator=torch.Generator().manual_seed(0)),
     }
     rows = []
     for batch in batches:
@@ -109,7 +110,8 @@ def latency(pipes: dict[str, VQVAEPipeline], batches: list[int], repeats: int) -
                 runs[name].append(time.perf_counter() - start)
         ms = {name: statistics.median(times) * 1e3 for name, times in runs.items()}
         rows.append({"batch": batch, **{f"{name} ms": round(value, 2) for name, value in ms.items()},
-                     "speed-up of masked": round(ms["causal (KV cache)"] / ms["masked, 8 steps"], 2)})
+                     "speed-up of masked, 8 steps": round(ms["causal (KV cache)"] / ms["masked, 8 steps"], 2),
+                     "speed-up of masked, 4 steps": round(ms["causal (KV cache)"] / ms["masked, 4 steps"], 2)})
     return rows
 
 
@@ -155,7 +157,7 @@ def goal_lines(result: dict[str, object]) -> list[str]:
                      f" {'met' if ratio <= 1.5 else 'NOT met'})")
     latency = {row["batch"]: row for row in result.get("latency", [])}  # type: ignore[attr-defined]
     if 1 in latency:
-        speed = float(latency[1]["speed-up of masked"])
+        speed = float(latency[1]["speed-up of masked, 8 steps"])
         lines.append(f"- one image, masked at 8 steps vs cached causal: {speed:.2f}x faster (goal >= 3x:"
                      f" {'met' if speed >= 3 else 'NOT met'})")
     inpainting = {row["completion"]: row for row in result.get("inpainting", [])}  # type: ignore[attr-defined]
