@@ -110,6 +110,25 @@ def test_without_labels_a_conditional_prior_still_round_trips(conditional: Causa
     assert torch.equal(decoded.codes, codes) and decoded.labels is None
 
 
+def test_without_label_search_every_grid_is_coded_in_the_no_label_mode(conditional: CausalPrior) -> None:
+    codes = random_codes(CHUNK_SIZE + 12)
+    data = codec.compress_codes(conditional, codes, choose_labels=False)
+    info = codec.read_header(data)
+    assert info.mode is codec.Mode.NO_LABEL and data[2] == 0x13  # version 1, mode 3
+    decoded = codec.decompress_codes(conditional, data)
+    assert torch.equal(decoded.codes, codes) and decoded.labels is None
+    # Nothing is stored per grid: the payloads are the "no label" NLL, plus per chunk (2) the
+    # 32-bit checksum and rounding to bytes, plus the first payload's length (2-byte varint).
+    nll_bytes = float(conditional.bits_per_image(conditional.nll(codes)).sum()) / 8  # type: ignore[union-attr]
+    payloads = len(data) - info.header_size
+    assert nll_bytes < payloads <= math.ceil(nll_bytes) + 2 * 5 + 2
+
+
+def test_choose_labels_must_be_a_bool(conditional: CausalPrior) -> None:
+    with pytest.raises(ValueError, match="choose_labels: expected True or False"):
+        codec.compress_codes(conditional, random_codes(2), choose_labels="no")  # type: ignore[arg-type]
+
+
 def test_the_chosen_condition_is_the_cheapest_in_all(conditional: CausalPrior) -> None:
     codes = random_codes(40)
     # Bits of each image under each class and "no label" (id 3), from the prior's own NLL, plus the
@@ -361,6 +380,11 @@ def test_cli_compresses_a_folder_and_decompresses_to_pngs(pipe: VQVAEPipeline, t
     assert main(["decompress", str(out), "--out-dir", str(tmp_path / "out"), "--pipeline", str(folder)]) == 0
     written = sorted((tmp_path / "out").glob("*.png"))
     assert [p.name for p in written] == ["000000.png", "000001.png", "000002.png"]
+    fast = tmp_path / "fast.dlc"
+    assert main(["compress", str(tmp_path / "in"), "--out", str(fast), "--pipeline", str(folder),
+                 "--no-label-search"]) == 0
+    assert codec.read_header(out.read_bytes()).mode is codec.Mode.CHOSEN
+    assert codec.read_header(fast.read_bytes()).mode is codec.Mode.NO_LABEL
     expected = pipe.reconstruct(torch.from_numpy(pixels).float().div(255)[:, None])
     for path, image in zip(written, expected):
         assert np.array_equal(np.array(Image.open(path)), (image[0] * 255).round().to(torch.uint8).numpy())

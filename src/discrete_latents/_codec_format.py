@@ -41,6 +41,7 @@ class Mode(IntEnum):
     UNCONDITIONAL = 0  # the prior has no classes: codes only
     LABELS = 1  # the caller's labels, coded with the prior's class frequencies; decoding returns them
     CHOSEN = 2  # per image, whichever of "no label" and each class gives the fewest bits in all
+    NO_LABEL = 3  # every image in the prior's "no label" mode: nothing stored per image
 
 
 class StreamInfo(NamedTuple):

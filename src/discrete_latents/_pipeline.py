@@ -504,7 +504,7 @@ class VQVAEPipeline(Shareable):
                        **self._steps(steps), **sampling)
 
     # compression ---------------------------------------------------------------------------------
-    def compress(self, images: Tensor, labels: Tensor | None = None) -> bytes:
+    def compress(self, images: Tensor, labels: Tensor | None = None, *, choose_labels: bool = True) -> bytes:
         """Compress images to bytes: their codes, entropy-coded with the prior (see :mod:`~discrete_latents.codec`).
 
         Lossy like any image codec: :meth:`decompress` gives back exactly ``self.reconstruct(images)``.
@@ -512,15 +512,17 @@ class VQVAEPipeline(Shareable):
         Args:
             images: (B, C, H, W) floats in [0, 1], encoded in one batch as by :meth:`encode`.
             labels: (B,) classes for a class-conditional prior (stored, about 3.3 bits each for
-                10 classes); ``None`` stores per image whichever of "no label" and each class is
-                cheapest (slower: the encoder tries them all).
+                10 classes); ``None``: see ``choose_labels``.
+            choose_labels: without labels, ``True`` stores per image whichever of "no label" and
+                each class is cheapest (slower: the encoder tries them all); ``False`` codes every
+                image in the prior's "no label" mode (fast, a few bits more per image).
 
         Example:
             >>> data = pipe.compress(images)  # doctest: +SKIP
             >>> torch.equal(pipe.decompress(data), pipe.reconstruct(images))  # doctest: +SKIP
             True
         """
-        return self.compress_codes(self.encode(images), labels)
+        return self.compress_codes(self.encode(images), labels, choose_labels=choose_labels)
 
     def decompress(self, data: bytes, return_labels: bool = False) -> Tensor | tuple[Tensor, Tensor | None]:
         """Images (N, C, H, W) in [0, 1] from :meth:`compress` bytes; with ``return_labels``, also the stored labels.
@@ -532,9 +534,10 @@ class VQVAEPipeline(Shareable):
         images = self.decode(codes)
         return (images, labels) if return_labels else images
 
-    def compress_codes(self, codes: Tensor, labels: Tensor | None = None) -> bytes:
+    def compress_codes(self, codes: Tensor, labels: Tensor | None = None, *, choose_labels: bool = True) -> bytes:
         """Compress code grids (N, h, w) to bytes with the prior; see :func:`discrete_latents.codec.compress_codes`."""
-        return codec.compress_codes(self.prior, codes, labels, fingerprint=codec.fingerprint_of(self.vqvae, self.prior))
+        return codec.compress_codes(self.prior, codes, labels, choose_labels=choose_labels,
+                                    fingerprint=codec.fingerprint_of(self.vqvae, self.prior))
 
     def decompress_codes(self, data: bytes, return_labels: bool = False) -> Tensor | tuple[Tensor, Tensor | None]:
         """Code grids (N, h, w) from :meth:`compress_codes` bytes; with ``return_labels``, (codes, labels or None)."""

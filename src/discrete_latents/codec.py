@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ._checks import check_indices, check_labels
+from ._checks import check_bool, check_indices, check_labels
 from ._codec_format import (
     CHUNK_SIZE,
     FINGERPRINT_SIZE,
@@ -176,7 +176,7 @@ def _condition_weights(prior: BasePrior, mode: Mode) -> np.ndarray | None:
     In `Mode.CHOSEN`, "no label" (id ``num_classes``) gets the label-dropout rate, the share
     of the training data the prior saw without a label, and the classes share the rest.
     """
-    if mode is Mode.UNCONDITIONAL:
+    if mode in (Mode.UNCONDITIONAL, Mode.NO_LABEL):
         return None
     frequencies = np.array(prior.config.class_frequencies or (1.0,) * prior.num_classes, dtype=np.float64)
     frequencies /= frequencies.sum()
@@ -184,6 +184,11 @@ def _condition_weights(prior: BasePrior, mode: Mode) -> np.ndarray | None:
         return frequencies
     dropout = prior.config.label_dropout
     return np.append((1.0 - dropout) * frequencies, dropout)
+
+
+def _no_labels(prior: BasePrior, count: int) -> np.ndarray:
+    """(count,) int32 ids of the "no label" condition, ``num_classes``."""
+    return np.full(count, prior.num_classes, dtype=np.int32)
 
 
 def _cheapest_conditions(prior: BasePrior, codes: Tensor, weights: np.ndarray) -> np.ndarray:
@@ -266,12 +271,12 @@ def _encode_chunk(prior: BasePrior, header: bytes, index: int, codes: Tensor, co
     # ANS is a stack: push codes (position-major, the order the decoder meets them), then the
     # conditions, so the decoder pops the conditions first.
     coder.encode_reverse(symbols.T.reshape(-1), model.Categorical(perfect=False), np.concatenate(tables))
-    if conditions is not None:
+    if weights is not None:  # Mode.NO_LABEL: both sides know the conditions, nothing is stored
         coder.encode_reverse(conditions, model.Categorical(weights, perfect=False))
     return words_to_bytes(coder.get_compressed())
 
 
-def _decode_chunk(prior: BasePrior, header: bytes, index: int, batch: int, payload: bytes,
+def _decode_chunk(prior: BasePrior, header: bytes, index: int, batch: int, payload: bytes, mode: Mode,
                   weights: np.ndarray | None) -> tuple[Tensor, np.ndarray | None]:
     constriction = _constriction()
     model = constriction.stream.model
@@ -281,7 +286,7 @@ def _decode_chunk(prior: BasePrior, header: bytes, index: int, batch: int, paylo
         coder = constriction.stream.stack.AnsCoder(words)
     except ValueError as err:  # constriction's word for data it cannot read
         raise CodecError(f"stream: payload {index} cannot be decoded ({err}): truncated or corrupt") from None
-    conditions = None
+    conditions = _no_labels(prior, batch) if mode is Mode.NO_LABEL else None
     if weights is not None:
         conditions = coder.decode(model.Categorical(weights, perfect=False), batch).astype(np.int32)
     cond = None if conditions is None else torch.from_numpy(conditions).long().to(device)
@@ -302,7 +307,8 @@ def _decode_chunk(prior: BasePrior, header: bytes, index: int, batch: int, paylo
 
 # public API ----------------------------------------------------------------------------------------
 def compress_codes(prior: BasePrior, codes: Tensor, labels: Tensor | Sequence[int] | None = None, *,
-                   fingerprint: bytes | None = None, progress: Callable[[int], object] | None = None) -> bytes:
+                   choose_labels: bool = True, fingerprint: bytes | None = None,
+                   progress: Callable[[int], object] | None = None) -> bytes:
     """Entropy-code code grids with the prior into one stream of bytes.
 
     Each grid takes about its negative log-likelihood under the prior, in bits, plus a
@@ -313,9 +319,13 @@ def compress_codes(prior: BasePrior, codes: Tensor, labels: Tensor | Sequence[in
             (other priors raise `CodecError`).
         codes: (N, h, w) int64 code ids in [0, K), N >= 1.
         labels: (N,) classes for a class-conditional prior, coded with its class frequencies and
-            given back by `decompress_codes`. ``None``: for each grid the encoder stores
-            whichever of "no label" and each class costs the fewest bits in all (it tries them
-            all); an unconditional prior takes no labels.
+            given back by `decompress_codes`. ``None``: see ``choose_labels``; an
+            unconditional prior takes no labels.
+        choose_labels: without labels, for a class-conditional prior: ``True`` (default) stores
+            per grid whichever of "no label" and each class costs the fewest bits in all (the
+            encoder tries them all: one teacher-forced pass of the prior per condition, several
+            times the coding itself); ``False`` codes every grid in the "no label" mode and
+            stores nothing per grid (fast; a few bits more per grid).
         fingerprint: the 4-byte pipeline fingerprint to record; default `fingerprint_of` of
             the prior alone.
         progress: called with the number of images after each chunk is coded (a progress bar).
@@ -340,13 +350,16 @@ def compress_codes(prior: BasePrior, codes: Tensor, labels: Tensor | Sequence[in
     prior = _check_codable(prior)
     _constriction()
     codes = check_indices(codes, prior.codebook_size, prior.grid_size, name="codes")
+    choose_labels = check_bool("choose_labels", choose_labels)
     count = codes.shape[0]
     if prior.num_classes == 0:
         if labels is not None:
             raise ValueError("labels: this prior is unconditional (num_classes=0); pass labels=None")
         mode, conditions = Mode.UNCONDITIONAL, None
-    elif labels is None:
+    elif labels is None and choose_labels:
         mode, conditions = Mode.CHOSEN, None
+    elif labels is None:
+        mode, conditions = Mode.NO_LABEL, _no_labels(prior, count)
     else:
         mode = Mode.LABELS
         conditions = check_labels(labels, prior.num_classes, count).cpu().numpy().astype(np.int32)
@@ -406,7 +419,7 @@ def decompress_codes(prior: BasePrior, data: bytes | bytearray | memoryview, *, 
     sizes = [min(CHUNK_SIZE, info.num_images - start) for start in range(0, info.num_images, CHUNK_SIZE)]
 
     def decode(index: int) -> tuple[Tensor, np.ndarray | None]:
-        return _decode_chunk(prior, header, index, sizes[index], payloads[index], weights)
+        return _decode_chunk(prior, header, index, sizes[index], payloads[index], info.mode, weights)
 
     with _eval(prior):
         chunks = _map_single_threaded(decode, range(len(payloads)), sizes, progress)
