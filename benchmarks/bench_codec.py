@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _machine import cpu_name
 from PIL import Image, features
 
 import discrete_latents
@@ -55,15 +56,6 @@ QUALITIES = {  # Pillow's quality settings, low to high
 }
 SAVE_ARGS = {"JPEG": {"format": "JPEG"}, "WebP": {"format": "WEBP", "method": 6}, "AVIF": {"format": "AVIF"}}
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def batches(count: int) -> list[slice]:

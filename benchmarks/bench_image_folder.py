@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -25,11 +24,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_name
 from PIL import Image
 
 CHILD = r"""
 import json, resource, sys, time
 import torch
+from _machine import cpu_name
 torch.set_num_threads(1)
 from discrete_latents import VQVAE, VQVAEConfig
 from discrete_latents.training import TrainConfig
@@ -76,15 +77,6 @@ def make_folder(root: Path, count: int) -> Path:
         Image.fromarray(image).save(folder / f"{i:06d}.png")
     return folder.parent
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -32,6 +31,7 @@ from importlib import metadata
 from typing import Any
 
 import torch
+from _machine import cpu_name
 
 D, GRID, BATCH = 256, 16, 64  # N = 64 * 16 * 16 = 16,384 vectors
 CASES = ["vq", "vq_ema", "lfq", "VectorQuantize (vector-quantize-pytorch)", "LFQ (vector-quantize-pytorch)"]
@@ -135,12 +135,7 @@ def _spawn(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
 
 
 def _machine(threads: int) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     try:
         vqp = f"vector-quantize-pytorch {metadata.version('vector-quantize-pytorch')}"
     except metadata.PackageNotFoundError:

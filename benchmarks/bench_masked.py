@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from _machine import cpu_name
 from sample_quality import Classifier, classify, frechet_distance, train_classifier
 from torch import Tensor
 
@@ -41,15 +41,6 @@ from discrete_latents.images import save_grid
 
 KEPT_ROWS = 16  # pixel rows 0-15 kept, 16-27 redrawn: code rows 4-6 of the 7x7 grid
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def load_classifier(path: Path, images: Tensor, labels: Tensor) -> Classifier:

@@ -30,7 +30,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -40,6 +39,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _machine import cpu_name
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         results[case] = run_case(case, args.repeats, args.warmup)
         print(f"case {case} done", file=sys.stderr, flush=True)
     header = (f"torch {torch.__version__}, vector-quantize-pytorch {version('vector-quantize-pytorch')},"
-              f" {args.threads} threads, {platform.processor() or platform.machine()}; median of {args.repeats}"
+              f" {args.threads} threads, {cpu_name()}; median of {args.repeats}"
               f" rounds after {args.warmup} warm-up rounds; ms per forward + backward (training mode)")
     text = header + "\n\n" + table(results) + "\n"
     print(text)

@@ -19,7 +19,6 @@ on the machine and its load.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 import warnings
@@ -27,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from _machine import cpu_name
 
 from discrete_latents import CausalPrior, CausalPriorConfig
 from discrete_latents._presets import prior_preset
@@ -109,7 +109,7 @@ def to_markdown(rows: list[dict[str, object]], has_gpt2: bool, repeats: int, dev
     lines = [
         f"Sampling 49 codes (7x7) per image; median of {repeats} runs; ms per sampled image"
         f" (ratios from whole-batch medians). torch {torch.__version__}, {torch.get_num_threads()} threads,"
-        f" {platform.processor() or platform.machine()}, device {device}.",
+        f" {cpu_name()}, device {device}.",
         "",
         "| " + " | ".join(columns) + " |",
         "|" + "|".join("---:" for _ in columns) + "|",

@@ -13,7 +13,6 @@ as the trainer does on CPU.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _machine import cpu_name
 
 from discrete_latents import VQVAE, CausalPrior
 from discrete_latents._presets import prior_preset
@@ -100,7 +100,7 @@ def main(device: str = "cpu", threads: int = 2, repeats: int = 30, warmup: int =
     medians = measure(steps, dev, repeats, warmup)
     if flush:
         torch.set_flush_denormal(False)
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{platform.processor() or platform.machine()}"
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{cpu_name()}"
     lines = [f"Training throughput on {name} ({device}, {threads} threads, torch {torch.__version__}),"
              f" median of {repeats} steps:", "",
              "| setting | batch | ms / step | images / s | epoch of 60,000 (s) |", "|---|---|---|---|---|"]

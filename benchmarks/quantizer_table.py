@@ -12,12 +12,12 @@ code histogram, and wall time. Writes a markdown table.
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+from _machine import cpu_name
 
 from discrete_latents._presets import vqvae_preset
 from discrete_latents.training import TrainConfig, Trainer
@@ -58,7 +58,7 @@ def main(data_dir: str, epochs: int, out_dir: str = "runs/quantizers", out: Path
     header = (f"Stage 1 only, widths {channels}, {epochs} epochs, batch {defaults.batch_size},"
               f" Adam {defaults.vqvae_lr:g}, bf16 autocast,"
               " seed 0; test set of 10,000;"
-              f" {platform.processor() or platform.machine()}, {threads} threads, torch {torch.__version__}.\n\n"
+              f" {cpu_name()}, {threads} threads, torch {torch.__version__}.\n\n"
               "| quantizer | name | K | PSNR (dB) | codes used | perplexity | minutes |\n"
               "|---|---|---|---|---|---|---|\n")
     table = header + "\n".join(rows) + "\n"

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import torch
+from _machine import cpu_name
 
 from discrete_latents import pretrained_path
 
@@ -56,7 +57,7 @@ def reproduction_section(run_dir: Path) -> str:
 def main(quick: bool = False, out: Path = ROOT / "docs" / "benchmarks.md", run_dir: Path = ROOT / "runs") -> None:
     repeats = ["--repeats", "3"] if quick else []
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    sections = [f"# Benchmarks\n\nMachine: {platform.platform()}, {platform.processor() or platform.machine()},"
+    sections = [f"# Benchmarks\n\nMachine: {platform.platform()}, {cpu_name()},"
                 f" Python {platform.python_version()}, torch {torch.__version__}."
                 " Produced by `python benchmarks/run_all.py`.\n"]
     for device in devices:
