@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,6 +18,7 @@ from huggingface_hub import CommitInfo, HfApi, RepoUrl
 from PIL import Image
 
 from discrete_latents import DECODERS, ENCODERS, PRIORS, QUANTIZERS, CausalPriorConfig, Registry, VQVAEConfig
+from discrete_latents._safetensors import read_safetensors
 
 ROOT = Path(__file__).resolve().parents[1]
 MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"  # the real files, where this checkout has them
@@ -146,3 +151,26 @@ class Pushes:
 def pushes(monkeypatch: pytest.MonkeyPatch) -> Pushes:
     """Every upload through HfApi is recorded here instead of being sent."""
     return Pushes(monkeypatch)
+
+
+@pytest.fixture
+def two_gloo_ranks() -> Callable[[str, dict[str, object]], list[dict[str, torch.Tensor]]]:
+    """Run a training script as two torchrun-style CPU processes; return each rank's saved weights.
+
+    The script gets ``settings`` as JSON in ``sys.argv[1]`` and must write its model to
+    ``{out_dir}/rank{RANK}.safetensors``.
+    """
+
+    def launch(script: str, settings: dict[str, object]) -> list[dict[str, torch.Tensor]]:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        processes = []
+        for rank in range(2):
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "MASTER_ADDR": "127.0.0.1",
+                   "MASTER_PORT": str(port), "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"}
+            processes.append(subprocess.Popen([sys.executable, "-c", script, json.dumps(settings)], env=env))
+        assert [p.wait(timeout=300) for p in processes] == [0, 0]
+        return [read_safetensors(Path(str(settings["out_dir"])) / f"rank{rank}.safetensors") for rank in range(2)]
+
+    return launch

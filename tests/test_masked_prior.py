@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import re
-import socket
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -318,21 +313,12 @@ with training_process(trainer.out, trainer.device, 1, trainer._stop):  # joins t
 """
 
 
-def test_two_gloo_processes_train_identical_masked_priors(tmp_path: Path) -> None:
+def test_two_gloo_processes_train_identical_masked_priors(tmp_path: Path, two_gloo_ranks: Callable) -> None:
     """Data-parallel training: different masks per rank, gradients averaged, the same weights after."""
     settings = {"out_dir": str(tmp_path / "ddp"), "prior_preset": "mnist_masked", "prior_epochs": 1,
                 "prior_batch_size": 16, "warmup_steps": 1, "progress": False, "num_threads": 1, "device": "cpu",
                 "prior_overrides": {"codebook_size": 16, "n_layer": 1, "n_head": 2, "n_embd": 16}}
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    processes = []
-    for rank in range(2):
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "MASTER_ADDR": "127.0.0.1",
-               "MASTER_PORT": str(port), "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"}
-        processes.append(subprocess.Popen([sys.executable, "-c", DDP_SCRIPT, json.dumps(settings)], env=env))
-    assert [p.wait(timeout=300) for p in processes] == [0, 0]
-    first, second = (read_safetensors(tmp_path / "ddp" / f"rank{r}.safetensors") for r in (0, 1))
+    first, second = two_gloo_ranks(DDP_SCRIPT, settings)
     assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
     untrained = MaskedPrior(MaskedPriorConfig(codebook_size=16, n_layer=1, n_head=2, n_embd=16)).state_dict()
     assert not torch.equal(first["head_bias"], untrained["head_bias"])  # it did train

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -269,20 +268,9 @@ with training_process(trainer.out, trainer.device, 1, trainer._stop):  # joins t
 """
 
 
-def test_two_gloo_processes_keep_identical_models(settings: Settings, tmp_path: Path) -> None:
+def test_two_gloo_processes_keep_identical_models(settings: Settings, tmp_path: Path, two_gloo_ranks: Callable) -> None:
     """torchrun-style launch on CPU: gradients and quantizer statistics stay in sync across ranks."""
-    config = settings(tmp_path / "ddp", stage="vqvae", vqvae_epochs=2)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    processes = []
-    for rank in range(2):
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "MASTER_ADDR": "127.0.0.1",
-               "MASTER_PORT": str(port), "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"}
-        processes.append(subprocess.Popen([sys.executable, "-c", DDP_SCRIPT, json.dumps(config)], env=env))
-    assert [p.wait(timeout=300) for p in processes] == [0, 0]
-    first = read_safetensors(tmp_path / "ddp" / "rank0.safetensors")
-    second = read_safetensors(tmp_path / "ddp" / "rank1.safetensors")
+    first, second = two_gloo_ranks(DDP_SCRIPT, settings(tmp_path / "ddp", stage="vqvae", vqvae_epochs=2))
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert "quantizer.cluster_size" in first and float(first["quantizer.restarts"]) >= 0
