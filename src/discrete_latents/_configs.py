@@ -318,8 +318,8 @@ class PriorConfig(Config):
 
 
 @dataclass(frozen=True)
-class CausalPriorConfig(PriorConfig):
-    """Configuration of `CausalPrior`; defaults are the seed's 128/8/3."""
+class TransformerPriorConfig(PriorConfig):
+    """The transformer settings the causal and the masked prior share."""
 
     n_layer: int = 3
     n_head: int = 8
@@ -334,6 +334,11 @@ class CausalPriorConfig(PriorConfig):
         self._require(self.n_embd >= 1 and self.n_embd % self.n_head == 0, "n_embd",
                       f"a multiple of n_head = {self.n_head}")
         self._require(0.0 <= self.dropout < 1.0, "dropout", "a probability in [0, 1)")
+
+
+@dataclass(frozen=True)
+class CausalPriorConfig(TransformerPriorConfig):
+    """Configuration of `CausalPrior`; defaults are the seed's 128/8/3."""
 
 
 @dataclass(frozen=True)
@@ -352,19 +357,7 @@ class PixelCNNPriorConfig(PriorConfig):
 
 
 @dataclass(frozen=True)
-class MaskedPriorConfig(PriorConfig):
+class MaskedPriorConfig(TransformerPriorConfig):
     """Configuration of :class:`~discrete_latents.MaskedPrior` (MaskGIT, arXiv 2202.04200)."""
 
     n_layer: int = 4
-    n_head: int = 8
-    n_embd: int = 128
-    dropout: float = 0.0
-    bias: bool = True
-
-    def validate(self) -> None:
-        super().validate()
-        self._require(self.n_layer >= 1, "n_layer", ">= 1")
-        self._require(self.n_head >= 1, "n_head", ">= 1")
-        self._require(self.n_embd >= 1 and self.n_embd % self.n_head == 0, "n_embd",
-                      f"a multiple of n_head = {self.n_head}")
-        self._require(0.0 <= self.dropout < 1.0, "dropout", "a probability in [0, 1)")
