@@ -433,7 +433,7 @@ def test_causal_prior_defaults_are_the_seed_settings() -> None:
 def test_cpu_autocast_runs_attention_in_float32() -> None:
     """Under CPU bf16 autocast the linear layers take bf16 while attention runs in float32 on the
     same (bf16-rounded) inputs, so it matches float32 SDPA exactly; its gradients still flow."""
-    from discrete_latents.priors.causal_prior import attention
+    from discrete_latents.priors._transformer import attention
 
     generator = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 2, 6, 8, generator=generator).bfloat16().requires_grad_() for _ in range(3))

@@ -16,8 +16,8 @@ from .._outputs import PriorOutput
 from .._sampling import filter_logits, sample_logits
 from ..errors import NonFiniteError
 from ._chunked_loss import chunked_cross_entropy
+from ._transformer import Block, init_weights
 from .base import PRIORS, BasePrior
-from .causal_prior import attention
 
 DEFAULT_STEPS = 8  # the paper's setting for 256x256 ImageNet; 12 samples a little better on MNIST
 # Scale of the Gumbel noise added to the confidences at the first step, annealed linearly to 0
@@ -52,40 +52,6 @@ def masked_cross_entropy(logits: Tensor, targets: Tensor, mask: Tensor) -> Tenso
     """Mean cross-entropy over the masked positions only: (B, L, K), (B, L), (B, L) bool -> ()."""
     per_code = F.cross_entropy(rearrange(logits.float(), "b l k -> b k l"), targets, reduction="none")  # (B, L)
     return (per_code * mask).sum() / mask.sum().clamp_min(1)
-
-
-class SelfAttention(nn.Module):
-    """Multi-head attention in which every position sees every other (no causal mask)."""
-
-    def __init__(self, config: MaskedPriorConfig) -> None:
-        super().__init__()
-        self.n_head, self.dropout = config.n_head, config.dropout
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.resid_dropout = nn.Dropout(config.dropout)
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, T, C) -> (B, T, C)."""
-        q, k, v = rearrange(self.c_attn(x), "b t (three h d) -> three b h t d", three=3, h=self.n_head)
-        y = attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
-        return self.resid_dropout(self.c_proj(rearrange(y, "b h t d -> b t (h d)")))
-
-
-class Block(nn.Module):
-    """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
-
-    def __init__(self, config: MaskedPriorConfig) -> None:
-        super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.attn = SelfAttention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
-        self.mlp = nn.Sequential(nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias), nn.GELU(),
-                                 nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias),
-                                 nn.Dropout(config.dropout))
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
 
 
 @PRIORS.register("masked_transformer")
@@ -130,17 +96,10 @@ class MaskedPrior(BasePrior):
         self.wpe = nn.Embedding(self.num_codes + self.prefix, cfg.n_embd)
         self.class_emb = nn.Embedding(cfg.num_classes + 1, cfg.n_embd) if cfg.num_classes else None
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.blocks = nn.ModuleList(Block(cfg, layer, causal=False) for layer in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.head_bias = nn.Parameter(torch.zeros(cfg.codebook_size))
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
-        for name, param in self.named_parameters():  # GPT-2: residual projections scaled by depth
-            if name.endswith(("attn.c_proj.weight", "mlp.2.weight")):
-                nn.init.normal_(param, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+        init_weights(self, cfg.n_layer)
 
     @property
     def mask_id(self) -> int:
