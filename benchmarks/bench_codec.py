@@ -3,7 +3,7 @@ and rate-distortion against JPEG, WebP and AVIF (whole files written by Pillow).
 
 Parts (``--parts``, default all):
 
-* ``exact``: one 10,000-image file per coding mode (labels given, labels chosen by the encoder)
+* ``exact``: one 10,000-image file per coding mode (labels given, labels chosen by the encoder, "no label")
   decodes to exactly ``pipe.encode(images)``; and, batch by batch (500), ``pipe.decompress`` of
   ``pipe.compress(images)`` equals ``pipe.reconstruct(images)`` bit for bit. Also the mean bytes
   per image of those files against the prior's NLL in the same mode (the label's cost included).
@@ -95,9 +95,9 @@ def part_exact_and_sizes(pipe: VQVAEPipeline, images: torch.Tensor, labels: torc
     ok = True
     mark = codec.fingerprint_of(pipe.vqvae, pipe.prior)
     count = len(images)
-    for mode, given in (("labels", labels), ("chosen", None)):
+    for mode, given in (("labels", labels), ("chosen", None), ("no_label", None)):
         start = time.perf_counter()
-        data = codec.compress_codes(pipe.prior, codes, given, fingerprint=mark)
+        data = codec.compress_codes(pipe.prior, codes, given, fingerprint=mark, choose_labels=mode != "no_label")
         decoded = codec.decompress_codes(pipe.prior, data, fingerprint=mark)
         exact = torch.equal(decoded.codes, codes) and (given is None or torch.equal(decoded.labels, given))
         ok &= exact
@@ -120,11 +120,11 @@ def part_exact_and_sizes(pipe: VQVAEPipeline, images: torch.Tensor, labels: torc
           f" decompress_codes == encode in {same_codes}/{len(batches(count))}", flush=True)
     costs = condition_costs(pipe, codes, labels)
     nll = {"labels": float((costs["true_label"] + costs["true_label_cost"]).mean()),
-           "chosen": float(costs["chosen"].mean())}
+           "chosen": float(costs["chosen"].mean()), "no_label": float(costs["no_label"].mean())}
     results["nll_bits_per_image"] = {"true_label": float(costs["true_label"].mean()),
                                      "true_label_plus_label_cost": nll["labels"],
                                      "no_label": float(costs["no_label"].mean()), "chosen": nll["chosen"]}
-    for mode in ("labels", "chosen"):
+    for mode in ("labels", "chosen", "no_label"):
         measured = results[f"one_file_{mode}"]["bytes_per_image"]
         results[f"one_file_{mode}"]["nll_bytes_per_image"] = nll[mode] / 8
         results[f"one_file_{mode}"]["over_nll_percent"] = 100 * (measured / (nll[mode] / 8) - 1)
@@ -160,12 +160,15 @@ def part_speed(pipe: VQVAEPipeline, images: torch.Tensor, labels: torch.Tensor, 
                results: dict[str, Any]) -> None:
     batch, given = images[:BATCH].float() / 255, labels[:BATCH]
     codes = pipe.encode(batch)
-    streams = {"labels": pipe.compress(batch, given), "chosen": pipe.compress(batch)}
+    streams = {"labels": pipe.compress(batch, given), "chosen": pipe.compress(batch),
+               "no label": pipe.compress(batch, choose_labels=False)}
     tasks = {
         "compress, labels given": lambda: pipe.compress(batch, given),
         "compress, labels chosen": lambda: pipe.compress(batch),
+        "compress, no label": lambda: pipe.compress(batch, choose_labels=False),
         "decompress, labels given": lambda: pipe.decompress(streams["labels"]),
         "decompress, labels chosen": lambda: pipe.decompress(streams["chosen"]),
+        "decompress, no label": lambda: pipe.decompress(streams["no label"]),
         "compress_codes, labels given": lambda: pipe.compress_codes(codes, given),
         "decompress_codes, labels given": lambda: pipe.decompress_codes(streams["labels"]),
         "VQ-VAE encode": lambda: pipe.encode(batch),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable
@@ -270,6 +271,9 @@ def test_trains_saves_and_resumes_through_the_trainer(digit_folder: Path, tmp_pa
     metrics = Trainer(settings(tmp_path / "full")).fit()
     assert {"nll_bound_nats_per_code", "nll_bound_bits_per_image"} <= set(metrics)
     assert not any(key.startswith("nll_") and "bound" not in key for key in metrics)
+    logged = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    prior_lines = [line for line in logged if line.get("stage") == "prior"]
+    assert prior_lines and all("masked_cross_entropy" in line and "nll" not in line for line in prior_lines)
     pipe = VQVAEPipeline.from_pretrained(tmp_path / "full" / "pipeline")
     assert isinstance(pipe.prior, MaskedPrior) and pipe.prior.config.n_embd == 16
     assert "nll_bound_bits_per_image" in (tmp_path / "full" / "pipeline" / "README.md").read_text()

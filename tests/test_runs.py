@@ -82,3 +82,30 @@ def test_stage_prior_needs_a_finished_stage_one(digit_folder: Path, tmp_path: Pa
                                                 tiny_train_settings: Settings) -> None:
     with pytest.raises(ConfigError, match=r"--stage=prior .* train stage 1 there first"):
         train(digit_folder, tmp_path / "empty", tiny_train_settings, stage="prior")
+
+
+def test_vqvae_from_trains_a_prior_on_another_folders_vqvae(digit_folder: Path, tmp_path: Path,
+                                                            tiny_train_settings: Settings) -> None:
+    """Stage 2 alone, on a VQ-VAE saved elsewhere: it is copied in, unchanged, and the pipeline uses it."""
+    source = VQVAE(VQVAEConfig(channels=(8, 16), latent_dim=8, quantizer_kwargs={"codebook_size": 16})).eval()
+    source.save_pretrained(tmp_path / "vqvae_source")
+    out = tmp_path / "run"
+    train(digit_folder, out, tiny_train_settings, stage="prior", vqvae_from=str(tmp_path / "vqvae_source"),
+          prior_epochs=1)
+    copied = read_safetensors(out / "vqvae" / "model.safetensors")
+    assert copied.keys() == source.state_dict().keys()
+    assert all(torch.equal(copied[k], v) for k, v in source.state_dict().items())
+    used = read_safetensors(out / "pipeline" / "vqvae" / "model.safetensors")
+    assert all(torch.equal(used[k], v) for k, v in source.state_dict().items())
+    assert (out / "pipeline" / "prior" / "model.safetensors").is_file()
+
+
+def test_vqvae_from_needs_a_fresh_folder_and_stage_prior(digit_folder: Path, tmp_path: Path,
+                                                         tiny_train_settings: Settings) -> None:
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="--vqvae_from starts a new run, in a fresh out_dir"):
+        train(digit_folder, tmp_path / "used", tiny_train_settings, stage="prior", vqvae_from="mnist")
+    assert sorted(p.name for p in (tmp_path / "used").iterdir()) == ["notes.txt"]
+    with pytest.raises(ConfigError, match="vqvae_from"):
+        TrainConfig(stage="both", vqvae_from="mnist")

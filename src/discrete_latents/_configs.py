@@ -358,6 +358,7 @@ class PixelCNNPriorConfig(PriorConfig):
 
 @dataclass(frozen=True)
 class MaskedPriorConfig(TransformerPriorConfig):
-    """Configuration of :class:`~discrete_latents.MaskedPrior` (MaskGIT, arXiv 2202.04200)."""
+    """Configuration of :class:`~discrete_latents.MaskedPrior` (MaskGIT, arXiv 2202.04200).
 
-    n_layer: int = 4
+    The same settings as the causal prior's, for a bidirectional transformer.
+    """

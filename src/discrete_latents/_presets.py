@@ -29,7 +29,7 @@ PRIOR_PRESETS: dict[str, Config] = {
     "mnist_pixelcnn": PixelCNNPriorConfig(codebook_size=100, grid_size=(7, 7), num_classes=10, label_dropout=0.1),
     # MaskGIT's bidirectional transformer at the causal prior's width. Inpainting without labels
     # uses the "no label" mode, so it sees more dropped labels than the causal prior.
-    "mnist_masked": MaskedPriorConfig(codebook_size=100, grid_size=(7, 7), n_layer=4, n_head=8, n_embd=128,
+    "mnist_masked": MaskedPriorConfig(codebook_size=100, grid_size=(7, 7), n_layer=3, n_head=8, n_embd=128,
                                       num_classes=10, label_dropout=0.2),
     "cifar10": CausalPriorConfig(codebook_size=512, grid_size=(8, 8), n_layer=6, n_head=8, n_embd=256,
                                  num_classes=10, label_dropout=0.1, dropout=0.1),

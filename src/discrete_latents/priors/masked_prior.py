@@ -70,7 +70,7 @@ class MaskedPrior(BasePrior):
 
     Args:
         config: a `MaskedPriorConfig`; default 128 wide, 8 heads,
-            4 blocks over 7x7 grids of 100 codes.
+            3 blocks over 7x7 grids of 100 codes (the causal prior's size).
 
     Examples:
         >>> import torch

@@ -23,7 +23,7 @@ class TrainConfig(Config):
 
     # Added after the first release; run folders and checkpoints written before read them as the defaults.
     _added_fields: ClassVar[tuple[str, ...]] = ("num_workers", "crop", "hflip", "bad_files", "grad_accum_steps",
-                                                "ema_decay")
+                                                "ema_decay", "vqvae_from")
 
     # I/O
     out_dir: str = "runs/mnist"  # checkpoints, metrics.jsonl, image grids and the final pipeline
@@ -49,6 +49,9 @@ class TrainConfig(Config):
     prior_overrides: dict[str, Any] = field(default_factory=dict)  # prior config fields to change
     # optim
     stage: str = "both"  # "vqvae", "prior" or "both"
+    # stage "prior" in a new out_dir: a pipeline or VQ-VAE folder, or a bundled pipeline's name
+    # ("mnist"), whose VQ-VAE the prior trains on (copied to out_dir/vqvae/); "" = the run's own
+    vqvae_from: str = ""
     vqvae_epochs: int = 20  # the seed trains 20 epochs per stage
     prior_epochs: int = 20
     batch_size: int = 32  # stage 1 batch; small batches give 4x the updates of 128 at about the same CPU cost
@@ -70,6 +73,8 @@ class TrainConfig(Config):
 
     def validate(self) -> None:
         self._require(self.stage in STAGES, "stage", f"one of {STAGES}")
+        self._require(not self.vqvae_from or self.stage == "prior", "vqvae_from",
+                      "empty unless stage is 'prior' (it replaces stage 1)")
         self._require(self.dataset in DATASETS, "dataset", f"one of {DATASETS}")
         for name in ("amp", "prior_amp"):
             self._require(getattr(self, name) in ("auto", "bf16", "off"), name, "'auto', 'bf16' or 'off'")

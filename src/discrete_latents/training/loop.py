@@ -34,7 +34,8 @@ from torch import Tensor, nn
 from .. import _distributed as distributed
 from .._configs import PriorConfig
 from .._files import read_json, write_json
-from .._pipeline import VQVAEPipeline, check_compatible
+from .._pipeline import PIPELINE_NAME, VQVAEPipeline, check_compatible
+from .._pretrained import available_pretrained, pretrained_path
 from .._presets import prior_preset, vqvae_preset
 from .._safetensors import fingerprint, read_metadata, read_safetensors, write_safetensors
 from .._vqvae import VQVAE
@@ -68,6 +69,15 @@ def learning_rate(step: int, total: int, peak: float, warmup: int, min_ratio: fl
         return peak * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _vqvae_of(source: str) -> VQVAE:
+    """The VQ-VAE of a bundled pipeline's name, a pipeline folder, or a VQ-VAE folder or Hub repo."""
+    if source in available_pretrained():
+        source = str(pretrained_path(source))
+    if (Path(source) / PIPELINE_NAME).is_file():
+        return VQVAEPipeline.from_pretrained(source).vqvae
+    return VQVAE.from_pretrained(source)
 
 
 class Trainer:
@@ -198,11 +208,13 @@ class Trainer:
         optimizer = torch.optim.AdamW(prior.param_groups(cfg.weight_decay), lr=cfg.prior_lr, betas=(0.9, 0.95),
                                       fused=self._fused)
         autocast = self._autocast(cfg.prior_amp)
+        # A masked prior's loss scores hidden codes only: not an NLL comparable with a causal prior's.
+        loss_name = "nll" if prior.exact_likelihood else "masked_cross_entropy"
 
         def step(module: nn.Module, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, dict[str, float]]:
             with autocast():  # the loss alone: no (B, h, w, K) logits (BasePrior.loss)
                 loss = module(batch[0], batch[1] if prior.num_classes else None, return_logits=False)
-            return loss.float(), {"nll": loss.detach()}
+            return loss.float(), {loss_name: loss.detach()}
 
         def epoch_end(epoch: int) -> None:
             generator = torch.Generator(self.device).manual_seed(cfg.seed)
@@ -366,10 +378,20 @@ class Trainer:
                                   " not a training run's folder; choose a fresh out_dir")
             if previous is not None:
                 self._check_same_run(TrainConfig.from_dict(previous, source=str(run_file)), run_file)
+        elif cfg.stage == "prior" and cfg.vqvae_from:
+            if entries:
+                raise ConfigError(f"out_dir {self.out} is not empty (it holds {entries[:5]}): --vqvae_from starts a new"
+                                  " run, in a fresh out_dir")
+            vqvae = _vqvae_of(cfg.vqvae_from)  # loaded (and so checked) before anything is written
+            if self.is_main:
+                vqvae.save_pretrained(self.out / "vqvae")
+            if distributed.is_distributed():
+                torch.distributed.barrier()  # every rank loads the copy once it is complete
         elif cfg.stage == "prior":
             if previous is None or not (self.out / "vqvae" / "model.safetensors").is_file():
                 raise ConfigError(f"--stage=prior trains a prior on the finished VQ-VAE of a run folder, and"
-                                  f" {self.out} holds none (no {RUN_NAME} or vqvae/); train stage 1 there first")
+                                  f" {self.out} holds none (no {RUN_NAME} or vqvae/); train stage 1 there first,"
+                                  " or name a trained VQ-VAE with --vqvae_from")
             if self.is_main:  # a new stage 2: the previous prior's checkpoints are not this run's
                 shutil.rmtree(self.out / "checkpoints" / "prior", ignore_errors=True)
         elif entries:
