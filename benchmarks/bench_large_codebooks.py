@@ -10,9 +10,9 @@ subprocess's peak resident set (``getrusage``) above the module and its inputs.
     python benchmarks/bench_large_codebooks.py                 # quantizers, K = 8,192 / 16,384 / 65,536
     python benchmarks/bench_large_codebooks.py --prior         # causal prior, K = 65,536, 16x16, batch 64
 
-Rows, side by side in the same run: ``vq`` and ``vq_ema`` with ``kmeans_init=True`` and
-``restart_dead_codes=True``; ``lfq`` with K = 2**bits through 256 -> bits -> 256 projections;
-vector-quantize-pytorch's ``VectorQuantize`` (EMA, ``kmeans_init=True``,
+Rows, side by side in the same run: ``vq``, ``vq_ema``, ``vq_cosine`` and ``rvq`` (4 levels of K
+codes) with ``kmeans_init=True`` and ``restart_dead_codes=True``; ``lfq`` with K = 2**bits through
+256 -> bits -> 256 projections; vector-quantize-pytorch's ``VectorQuantize`` (EMA, ``kmeans_init=True``,
 ``threshold_ema_dead_code=2``, its other defaults) and ``LFQ`` (its defaults). Needs the ``bench``
 extra (``pip install -e ".[bench]"``).
 """
@@ -34,7 +34,8 @@ import torch
 from _machine import cpu_name
 
 D, GRID, BATCH = 256, 16, 64  # N = 64 * 16 * 16 = 16,384 vectors
-CASES = ["vq", "vq_ema", "lfq", "VectorQuantize (vector-quantize-pytorch)", "LFQ (vector-quantize-pytorch)"]
+OURS = ["vq", "vq_ema", "vq_cosine", "rvq", "lfq"]
+CASES = [*OURS, "VectorQuantize (vector-quantize-pytorch)", "LFQ (vector-quantize-pytorch)"]
 HEALTH = {"kmeans_init": True, "restart_dead_codes": True}
 GIB = 2 ** 30
 
@@ -45,10 +46,10 @@ def _peak_bytes() -> int:
 
 def _quantizer_step(case: str, k: int) -> tuple[torch.nn.Module, Any]:
     """The module and a function running one training step of it; built in the child."""
-    if case in ("vq", "vq_ema", "lfq"):
+    if case in OURS:
         from discrete_latents.quantizers import QUANTIZERS
 
-        kwargs = {"codebook_size": k, **(HEALTH if case != "lfq" else {})}
+        kwargs = {"codebook_size": k, **(HEALTH if case != "lfq" else {})}  # rvq: 4 levels of K codes each
         module = QUANTIZERS.create(case, dim=D, **kwargs).train()
         z = torch.randn(BATCH, D, GRID, GRID, requires_grad=True)
 
@@ -149,10 +150,11 @@ def _cell(result: dict[str, Any], key: str, fmt: str) -> str:
     return result.get("error", "") if "error" in result else format(result[key], fmt)
 
 
-def quantizers(sizes: list[int], steps: int, threads: int, limit_gib: float, timeout: float) -> str:
+def quantizers(sizes: list[int], cases: list[str], steps: int, threads: int, limit_gib: float,
+               timeout: float) -> str:
     rows = []
     for k in sizes:
-        for case in CASES:
+        for case in cases:
             spec = {"kind": "quantizer", "case": case, "k": k, "steps": steps, "threads": threads,
                     "limit_gib": limit_gib}
             result = _spawn(spec, timeout)
@@ -198,6 +200,8 @@ if __name__ == "__main__":
     parser.add_argument("--one", help=argparse.SUPPRESS)  # a child process: one configuration
     parser.add_argument("--prior", action="store_true", help="the causal prior instead of the quantizers")
     parser.add_argument("--sizes", type=int, nargs="+", default=[8192, 16384, 65536])
+    parser.add_argument("--cases", nargs="+", default=CASES, choices=CASES, metavar="CASE",
+                        help=f"quantizers to run (default all: {', '.join(CASES)})")
     parser.add_argument("--prior-batches", type=int, nargs="+", default=[8, 64])
     parser.add_argument("--steps", type=int, default=4, help="steps per configuration; the first is reported alone")
     parser.add_argument("--threads", type=int, default=1)
@@ -209,4 +213,4 @@ if __name__ == "__main__":
     elif args.prior:
         print(prior(args.prior_batches, 65536, args.threads, args.limit_gib, args.timeout))
     else:
-        print(quantizers(args.sizes, args.steps, args.threads, args.limit_gib, args.timeout))
+        print(quantizers(args.sizes, args.cases, args.steps, args.threads, args.limit_gib, args.timeout))

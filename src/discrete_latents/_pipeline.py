@@ -50,6 +50,7 @@ from .images import grid_png
 from .priors import PRIORS, BasePrior, build_prior
 
 PIPELINE_NAME = "pipeline.json"
+DECODE_BATCH = 1024  # grids decoded at a time by generate
 PIPELINE_FORMAT_VERSION = 1  # bump when pipeline.json changes meaning; a newer one is refused
 COMPONENTS = ("vqvae", "prior")
 PIPELINE_FILES = (PIPELINE_NAME, README_NAME, SAMPLES_NAME, *COMPONENTS)
@@ -283,8 +284,9 @@ class VQVAEPipeline(Shareable):
         #    a few parallel steps for a masked prior.
         codes = self.prior.sample(num_samples, temperature=temperature, top_k=top_k, top_p=top_p, labels=labels,
                                   guidance_scale=guidance_scale, generator=generator, **self._steps(steps))
-        # 2. Decode them with the VQ-VAE: code vectors -> decoder -> images clamped to [0, 1].
-        return self.decode(codes)
+        # 2. Decode them with the VQ-VAE: code vectors -> decoder -> images clamped to [0, 1], in
+        #    batches, so the decoder's activations stay bounded however many images are drawn.
+        return self.decode(codes, batch_size=DECODE_BATCH)
 
     @torch.no_grad()
     def __call__(self, num_samples: int, **kwargs: Any) -> Tensor:
@@ -309,14 +311,14 @@ class VQVAEPipeline(Shareable):
             return self.vqvae.encode(images, batch_size=batch_size)
 
     @torch.no_grad()
-    def decode(self, indices: Tensor) -> Tensor:
-        """Code ids (B, h, w) in [0, K) -> images (B, C, H, W) in [0, 1].
+    def decode(self, indices: Tensor, batch_size: int | None = None) -> Tensor:
+        """Code ids (B, h, w) in [0, K) -> images (B, C, H, W) in [0, 1], ``batch_size`` grids at a time.
 
         Examples:
             >>> images = pipe.decode(torch.zeros(2, 7, 7, dtype=torch.long))  # doctest: +SKIP
         """
         with _eval_mode(self.vqvae):
-            return self.vqvae.decode(indices)
+            return self.vqvae.decode(indices, batch_size=batch_size)
 
     @torch.no_grad()
     def reconstruct(self, images: Tensor) -> Tensor:

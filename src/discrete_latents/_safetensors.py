@@ -171,10 +171,15 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
 def fingerprint(module: nn.Module) -> str:
     """SHA-256 of a module's state (names, shapes, dtypes and bytes): equal exactly when the weights are."""
     digest = hashlib.sha256()
+    hash_state(digest, module)
+    return digest.hexdigest()
+
+
+def hash_state(digest: Any, module: nn.Module) -> None:
+    """Feed every state tensor of ``module`` (name, shape, dtype, raw bytes) to a hashlib ``digest``."""
     for name, tensor in sorted(module.state_dict().items()):
         digest.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
         digest.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def _read_tensors(path: str | os.PathLike[str], names: Mapping[str, str]) -> dict[str, Tensor]:

@@ -138,9 +138,19 @@ class VQVAE(nn.Module, PretrainedModel):
             self.quantizer.train(was_training)
 
     @torch.no_grad()
-    def decode(self, indices: Tensor) -> Tensor:
-        """(B, h, w) code ids -> (B, C, H, W) images clamped to [0, 1]."""
+    def decode(self, indices: Tensor, batch_size: int | None = None) -> Tensor:
+        """(B, h, w) code ids -> (B, C, H, W) images clamped to [0, 1].
+
+        Args:
+            indices: (B, h, w) int64 code ids in [0, K), on any device.
+            batch_size: decode this many grids at a time (bounded memory for many images);
+                ``None`` decodes all at once.
+        """
         indices = check_indices(indices, self.codebook_size, self.grid_size, trailing=self.quantizer.index_shape)
+        if batch_size is not None:
+            batch_size = check_positive_int(batch_size, "batch_size")
+            if len(indices) > batch_size:
+                return torch.cat([self.decode(part) for part in indices.split(batch_size)])
         codes = self.quantizer.indices_to_codes(indices.to(next(self.parameters()).device))
         return self._to_images(self.decoder(codes))
 

@@ -54,6 +54,7 @@ from ._codec_format import (
 )
 from ._codec_format import read_header as _read_header
 from ._configs import Config
+from ._safetensors import hash_state
 from .errors import CodecError, NonFiniteError
 from .priors import BasePrior
 
@@ -106,10 +107,7 @@ def fingerprint_of(*modules: nn.Module) -> bytes:
         config = getattr(module, "config", None)
         described = config.to_dict() if isinstance(config, Config) else None
         digest.update(json.dumps([type(module).__name__, described], sort_keys=True).encode() + b"\0")
-        for name, tensor in sorted(module.state_dict().items()):
-            flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-            digest.update(f"{name}:{flat.dtype}:{tuple(tensor.shape)}\0".encode())
-            digest.update(flat.view(torch.uint8).numpy().tobytes())
+        hash_state(digest, module)
     return digest.digest()[:FINGERPRINT_SIZE]
 
 

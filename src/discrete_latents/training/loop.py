@@ -35,8 +35,8 @@ from .. import _distributed as distributed
 from .._configs import PriorConfig
 from .._files import read_json, write_json
 from .._pipeline import PIPELINE_NAME, VQVAEPipeline, check_compatible
-from .._pretrained import available_pretrained, pretrained_path
 from .._presets import prior_preset, vqvae_preset
+from .._pretrained import available_pretrained, pretrained_path
 from .._safetensors import fingerprint, read_metadata, read_safetensors, write_safetensors
 from .._vqvae import VQVAE
 from ..errors import CheckpointFormatError, ConfigError, NonFiniteError
