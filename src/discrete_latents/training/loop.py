@@ -71,6 +71,15 @@ def learning_rate(step: int, total: int, peak: float, warmup: int, min_ratio: fl
     return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+def _cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            return next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def _vqvae_of(source: str) -> VQVAE:
     """The VQ-VAE of a bundled pipeline's name, a pipeline folder, or a VQ-VAE folder or Hub repo."""
     if source in available_pretrained():
@@ -234,10 +243,13 @@ class Trainer:
         """Write ``out_dir/pipeline``: both models, a sample grid and a model card with the run's facts."""
         cfg = self.config
         device = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else \
-            f"{self.device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+            f"{self.device.type} ({_cpu_name()}, {torch.get_num_threads()} threads)"
+        if distributed.world_size() > 1:
+            device += f" x {distributed.world_size()} processes"
         metadata = {
             "preset": cfg.preset,
             "dataset": cfg.dataset,
+            **({"vqvae_from": cfg.vqvae_from} if cfg.vqvae_from else {}),
             "training": {"vqvae_epochs": cfg.vqvae_epochs, "prior_epochs": cfg.prior_epochs,
                          "batch_size": cfg.batch_size, "prior_batch_size": cfg.prior_batch_size,
                          "vqvae_lr": cfg.vqvae_lr, "prior_lr": cfg.prior_lr, "amp": cfg.amp,
