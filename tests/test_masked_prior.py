@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from discrete_latents import PRIORS, MaskedPrior, MaskedPriorConfig, VQVAEPipeline, pretrained_path
 from discrete_latents._presets import prior_preset
 from discrete_latents._safetensors import read_safetensors
+from discrete_latents.datasets import load_mnist
 from discrete_latents.priors import build_prior
 from discrete_latents.priors.masked_prior import cosine_schedule, masked_cross_entropy, random_mask
 from discrete_latents.training import TrainConfig, Trainer
@@ -339,6 +340,21 @@ def test_bundled_mnist_masked_pipeline_loads_and_samples() -> None:
     assert vq.keys() == same.keys() and all(torch.equal(vq[k], same[k]) for k in vq)
     images = pipe.generate(2, labels=torch.tensor([3, 7]), steps=4, generator=torch.Generator().manual_seed(0))
     assert images.shape == (2, 1, 28, 28)
+
+
+MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+
+
+@pytest.mark.skipif(not MNIST_DIR.is_dir(), reason=f"the real MNIST files are not in {MNIST_DIR}")
+def test_bundled_mnist_masked_prior_fits_real_digits() -> None:
+    """The bundled prior is trained: on real test digits its NLL bound is far below a uniform guess."""
+    pipe = VQVAEPipeline.from_pretrained(pretrained_path("mnist_masked"))
+    images, labels = load_mnist(MNIST_DIR, "test")
+    codes = pipe.encode(images[:1000])
+    bound = pipe.prior.nll_bound(codes, labels[:1000], generator=torch.Generator().manual_seed(0))  # type: ignore[attr-defined]
+    # Uniform over 100 codes is ln 100 = 4.61 nats per code; the model card reports 2.90 on all
+    # 10,000 test digits, the previous bundled prior 3.02.
+    assert float(bound.mean()) < 2.98
 
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "masked_prior.md"
