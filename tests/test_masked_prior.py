@@ -17,7 +17,12 @@ from discrete_latents._presets import prior_preset
 from discrete_latents._safetensors import read_safetensors
 from discrete_latents.datasets import load_mnist
 from discrete_latents.priors import build_prior
-from discrete_latents.priors.masked_prior import cosine_schedule, masked_cross_entropy, random_mask
+from discrete_latents.priors.masked_prior import (
+    cosine_schedule,
+    masked_cross_entropy,
+    random_box_mask,
+    random_mask,
+)
 from discrete_latents.training import TrainConfig, Trainer
 from discrete_latents.training.evaluate import evaluate_prior
 
@@ -76,6 +81,38 @@ def test_random_mask_follows_the_schedule() -> None:
     assert float((per_position - per_position.mean()).abs().max()) < 0.015
     same = random_mask(8, 100, generator=torch.Generator().manual_seed(1))
     assert torch.equal(same, random_mask(8, 100, generator=torch.Generator().manual_seed(1)))
+
+
+def test_random_box_mask_hides_one_box_of_every_size() -> None:
+    boxes = random_box_mask(20_000, (7, 5), generator=torch.Generator().manual_seed(0))
+    assert boxes.shape == (20_000, 7, 5) and boxes.dtype == torch.bool
+    rows, cols = boxes.any(2), boxes.any(1)  # (B, 7), (B, 5)
+    # A box: exactly the product of its rows and columns, each a contiguous run of at least one.
+    assert torch.equal(boxes, rows[:, :, None] & cols[:, None, :])
+    for run in (rows, cols):
+        assert int(run.sum(1).min()) >= 1
+        first, last = run.float().argmax(1), run.shape[1] - 1 - run.flip(1).float().argmax(1)
+        assert torch.equal(last - first + 1, run.sum(1))
+    # Heights uniform in 1..7 and widths in 1..5: each 1/7 and 1/5 of the draws.
+    heights = torch.bincount(rows.sum(1), minlength=8)[1:].double() / 20_000
+    widths = torch.bincount(cols.sum(1), minlength=6)[1:].double() / 20_000
+    assert float((heights - 1 / 7).abs().max()) < 0.01 and float((widths - 1 / 5).abs().max()) < 0.01
+    # The bottom three full rows, the benchmark's inpainting mask, is among them.
+    bottom = torch.zeros(7, 5, dtype=torch.bool)
+    bottom[4:] = True
+    assert bool((boxes == bottom).flatten(1).all(1).any())
+
+
+def test_box_mask_prob_chooses_the_training_mask_shape() -> None:
+    prior = MaskedPrior(MaskedPriorConfig(codebook_size=K, grid_size=(6, 6), n_layer=1, n_head=2, n_embd=16,
+                                          box_mask_prob=1.0))
+    masks = prior._training_mask(500, torch.device("cpu"))
+    assert torch.equal(masks, masks.any(2)[:, :, None] & masks.any(1)[:, None, :])  # every one a box
+    scattered = MaskedPrior(MaskedPriorConfig(codebook_size=K, grid_size=(6, 6), n_layer=1, n_head=2, n_embd=16))
+    masks = scattered._training_mask(500, torch.device("cpu"))
+    assert not torch.equal(masks, masks.any(2)[:, :, None] & masks.any(1)[:, None, :])
+    with pytest.raises(ValueError, match="box_mask_prob"):
+        MaskedPriorConfig(box_mask_prob=1.5)
 
 
 def test_masked_cross_entropy_scores_hidden_positions_only() -> None:

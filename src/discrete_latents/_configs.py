@@ -360,5 +360,16 @@ class PixelCNNPriorConfig(PriorConfig):
 class MaskedPriorConfig(TransformerPriorConfig):
     """Configuration of :class:`~discrete_latents.MaskedPrior` (MaskGIT, arXiv 2202.04200).
 
-    The same settings as the causal prior's, for a bidirectional transformer.
+    The causal prior's transformer settings, for a bidirectional transformer, and the shape of
+    the training masks.
     """
+
+    _added_fields: ClassVar[tuple[str, ...]] = ("box_mask_prob",)
+
+    # Chance that a training grid hides one random box of codes (the shape of an inpainting mask)
+    # instead of the paper's scattered cosine-schedule share.
+    box_mask_prob: float = 0.0
+
+    def validate(self) -> None:
+        super().validate()
+        self._require(0.0 <= self.box_mask_prob <= 1.0, "box_mask_prob", "a probability in [0, 1]")

@@ -21,7 +21,7 @@ from .base import PRIORS, BasePrior
 
 DEFAULT_STEPS = 8  # the paper's setting for 256x256 ImageNet; 12 samples a little better on MNIST
 # Scale of the Gumbel noise added to the confidences at the first step, annealed linearly to 0
-# (the paper's "choice temperature", 4.5; also the best of 2, 4.5 and 8 on MNIST, docs/masked_prior.md).
+# (the paper's "choice temperature", 4.5; on MNIST 4.5 to 12 are within noise, 2 is worse: docs/masked_prior.md).
 DEFAULT_CHOICE_TEMPERATURE = 4.5
 
 
@@ -46,6 +46,22 @@ def random_mask(batch: int, length: int, device: torch.device | None = None,
     scores = torch.rand(batch, length, device=device, generator=generator)
     rank = scores.argsort(dim=1).argsort(dim=1)  # a uniformly random permutation per row
     return rank < count
+
+
+def random_box_mask(batch: int, grid: tuple[int, int], device: torch.device | None = None,
+                    generator: torch.Generator | None = None) -> Tensor:
+    """(B, h, w) bool, true inside one axis-aligned box per grid: the shape of an inpainting mask.
+
+    Height and width are uniform in 1..h and 1..w, the position uniform among those that fit.
+    """
+    size = torch.tensor(grid, device=device)
+    extent = (torch.rand(batch, 2, device=device, generator=generator) * size).long() + 1  # (B, 2) in [1, size]
+    start = (torch.rand(batch, 2, device=device, generator=generator) * (size - extent + 1)).long()
+    rows = torch.arange(grid[0], device=device)[None, :]
+    cols = torch.arange(grid[1], device=device)[None, :]
+    in_rows = (rows >= start[:, :1]) & (rows < start[:, :1] + extent[:, :1])  # (B, h)
+    in_cols = (cols >= start[:, 1:]) & (cols < start[:, 1:] + extent[:, 1:])  # (B, w)
+    return in_rows[:, :, None] & in_cols[:, None, :]
 
 
 def masked_cross_entropy(logits: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
@@ -130,8 +146,9 @@ class MaskedPrior(BasePrior):
             indices: (B, h, w) int64 codes in [0, K).
             labels: (B,) int64 classes, for a conditional prior; ``None`` means "no label".
             return_logits: ``False`` returns the loss alone (as the trainer asks).
-            mask: (B, h, w) bool, true where a code is hidden; ``None`` draws one per grid, a
-                ``cosine_schedule`` share of its codes (at least one), from torch's global generator.
+            mask: (B, h, w) bool, true where a code is hidden; ``None`` draws one per grid from
+                torch's global generator: a ``cosine_schedule`` share of its codes (at least one)
+                or, with chance ``config.box_mask_prob``, one random box (`random_box_mask`).
 
         Returns:
             `PriorOutput` with ``logits`` (B, h, w, K) at every position
@@ -140,8 +157,7 @@ class MaskedPrior(BasePrior):
         indices = check_indices(indices, self.codebook_size, self.grid_size)
         batch = indices.shape[0]
         if mask is None:  # drawn before label dropout, so eval and training calls draw the same masks
-            mask = rearrange(random_mask(batch, self.num_codes, indices.device), "b (h w) -> b h w",
-                             h=self.grid_size[0])
+            mask = self._training_mask(batch, indices.device)
         else:
             indices, mask = self._check_fill(indices, mask)
         cond = self._drop_labels(self._condition(labels, batch))
@@ -154,6 +170,14 @@ class MaskedPrior(BasePrior):
         loss = masked_cross_entropy(rearrange(logits, "b h w k -> b (h w) k"), rearrange(indices, flat),
                                     rearrange(mask, flat))
         return PriorOutput(logits=logits, loss=loss) if return_logits else loss
+
+    def _training_mask(self, batch: int, device: torch.device) -> Tensor:
+        """(B, h, w) bool: the hidden codes of each training grid (see `forward`)."""
+        mask = rearrange(random_mask(batch, self.num_codes, device), "b (h w) -> b h w", h=self.grid_size[0])
+        if self.config.box_mask_prob > 0:  # no extra draws otherwise: older runs resume unchanged
+            boxes = random_box_mask(batch, self.grid_size, device)
+            mask = torch.where(torch.rand(batch, 1, 1, device=device) < self.config.box_mask_prob, boxes, mask)
+        return mask
 
     # likelihood --------------------------------------------------------------------------------
     def nll(self, indices: Tensor, labels: Tensor | None = None) -> Tensor:
