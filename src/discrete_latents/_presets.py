@@ -27,11 +27,12 @@ PRIOR_PRESETS: dict[str, Config] = {
     "mnist": CausalPriorConfig(codebook_size=100, grid_size=(7, 7), n_layer=3, n_head=8, n_embd=128,
                                num_classes=10, label_dropout=0.1),
     "mnist_pixelcnn": PixelCNNPriorConfig(codebook_size=100, grid_size=(7, 7), num_classes=10, label_dropout=0.1),
-    # MaskGIT's bidirectional transformer at the causal prior's size. Inpainting without labels
-    # uses the "no label" mode, so it sees more dropped labels than the causal prior, and half the
-    # training grids hide a box of codes, the shape inpainting asks it to fill.
+    # MaskGIT's bidirectional transformer at the causal prior's size, trained on the paper's
+    # scattered masks (box masks traded sample quality for a point of inpainting: docs/masked_prior.md).
+    # Inpainting without labels uses the "no label" mode, so it sees more dropped labels than the
+    # causal prior.
     "mnist_masked": MaskedPriorConfig(codebook_size=100, grid_size=(7, 7), n_layer=3, n_head=8, n_embd=128,
-                                      num_classes=10, label_dropout=0.2, box_mask_prob=0.5),
+                                      num_classes=10, label_dropout=0.2),
     "cifar10": CausalPriorConfig(codebook_size=512, grid_size=(8, 8), n_layer=6, n_head=8, n_embd=256,
                                  num_classes=10, label_dropout=0.1, dropout=0.1),
 }
