@@ -280,8 +280,8 @@ class MaskedPrior(BasePrior):
             codes: (B, h, w) int64 codes in [0, K).
             mask: (B, h, w) bool, true where a code is redrawn.
             labels: (B,) classes; ``None`` is the "no label" mode (never a drawn class).
-            temperature, top_k, top_p, guidance_scale, generator, use_cache, steps,
-                choice_temperature: as in `sample`.
+            temperature, top_k, top_p, guidance_scale, generator: as in `sample`.
+            use_cache, steps, choice_temperature: as in `sample`.
 
         Returns:
             (B, h, w) int64 codes, equal to ``codes`` wherever ``mask`` is false.
