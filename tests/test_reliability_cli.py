@@ -326,8 +326,11 @@ def test_sigint_during_training_exits_130_without_a_traceback(train_flags: Calla
     out = tmp_path / "run"
     flags = train_flags(out, stage="vqvae", vqvae_epochs=50, checkpoint_every=1)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    # A shell without job control starts background commands with SIGINT ignored, and a child
+    # inherits that (Python then installs no KeyboardInterrupt handler): give Ctrl-C its default back.
     process = subprocess.Popen([sys.executable, "-m", "discrete_latents.cli", "train", *flags], env=env,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None and not list(out.glob("checkpoints/**/COMMITTED")):
         time.sleep(0.05)
