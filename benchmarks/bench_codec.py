@@ -40,12 +40,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from _machine import cpu_name
 from PIL import Image, features
 
 import discrete_latents
 from discrete_latents import VQVAEPipeline, codec
 from discrete_latents.datasets import load_mnist
+from discrete_latents.training.process import cpu_name
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 500

@@ -24,13 +24,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _machine import cpu_name
 from PIL import Image
+
+from discrete_latents.training.process import cpu_name
 
 CHILD = r"""
 import json, resource, sys, time
 import torch
-from _machine import cpu_name
 torch.set_num_threads(1)
 from discrete_latents import VQVAE, VQVAEConfig
 from discrete_latents.training import TrainConfig

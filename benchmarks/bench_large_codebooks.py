@@ -31,7 +31,8 @@ from importlib import metadata
 from typing import Any
 
 import torch
-from _machine import cpu_name
+
+from discrete_latents.training.process import cpu_name
 
 D, GRID, BATCH = 256, 16, 64  # N = 64 * 16 * 16 = 16,384 vectors
 OURS = ["vq", "vq_ema", "vq_cosine", "rvq", "lfq"]

@@ -31,7 +31,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from _machine import cpu_name
 from sample_quality import Classifier, classify, frechet_distance, train_classifier
 from torch import Tensor
 
@@ -39,6 +38,7 @@ from discrete_latents import VQVAEPipeline, pretrained_path
 from discrete_latents._safetensors import read_safetensors, write_safetensors
 from discrete_latents.datasets import load_mnist
 from discrete_latents.images import save_grid
+from discrete_latents.training.process import cpu_name
 
 KEPT_ROWS = 16  # pixel rows 0-15 kept, 16-27 redrawn: code rows 4-6 of the 7x7 grid
 

@@ -39,11 +39,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _machine import cpu_name
 from einops import rearrange
 from torch import Tensor, nn
 
 from discrete_latents.quantizers import QUANTIZERS
+from discrete_latents.training.process import cpu_name
 
 # name: (B, D, h, w, K)
 CASES: dict[str, tuple[int, int, int, int, int]] = {

@@ -26,11 +26,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from _machine import cpu_name
 
 from discrete_latents import CausalPrior, CausalPriorConfig
 from discrete_latents._presets import prior_preset
 from discrete_latents.priors import build_prior
+from discrete_latents.training.process import cpu_name
 
 NUM_CODES = 49  # a 7x7 code grid
 

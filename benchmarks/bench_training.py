@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _machine import cpu_name
 
 from discrete_latents import VQVAE, CausalPrior
 from discrete_latents._presets import prior_preset
+from discrete_latents.training.process import cpu_name
 
 
 def _sync(device: torch.device) -> None:

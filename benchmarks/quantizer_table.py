@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from _machine import cpu_name
 
 from discrete_latents._presets import vqvae_preset
 from discrete_latents.training import TrainConfig, Trainer
+from discrete_latents.training.process import cpu_name
 
 HEALTH = {"kmeans_init": True, "restart_dead_codes": True, "dead_code_threshold": 0.5}
 # name in the table -> (registry name, quantizer_kwargs); K = 100 codes for every one-grid quantizer.

@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 import torch
-from _machine import cpu_name
 
 from discrete_latents import pretrained_path
+from discrete_latents.training.process import cpu_name
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -18,7 +18,6 @@ import inspect
 import json
 import math
 import os
-import platform
 import shutil
 import sys
 import time
@@ -53,7 +52,7 @@ from .data import ImageSource, InMemory, epoch_plan, load_split, steps_per_epoch
 from .ema import WeightEMA
 from .evaluate import evaluate_prior, evaluate_vqvae
 from .metrics_log import MetricsLog
-from .process import StopFlag, pick_device, training_process
+from .process import StopFlag, cpu_name, pick_device, training_process
 
 RUN_NAME = "run.json"
 CODES_NAME = "codes.safetensors"
@@ -69,15 +68,6 @@ def learning_rate(step: int, total: int, peak: float, warmup: int, min_ratio: fl
         return peak * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     return peak * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
-def _cpu_name() -> str:
-    """The CPU's model name (Linux /proc/cpuinfo), else what ``platform`` knows."""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            return next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def _vqvae_of(source: str) -> VQVAE:
@@ -243,7 +233,7 @@ class Trainer:
         """Write ``out_dir/pipeline``: both models, a sample grid and a model card with the run's facts."""
         cfg = self.config
         device = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else \
-            f"{self.device.type} ({_cpu_name()}, {torch.get_num_threads()} threads)"
+            f"{self.device.type} ({cpu_name()}, {torch.get_num_threads()} threads)"
         if distributed.world_size() > 1:
             device += f" x {distributed.world_size()} processes"
         metadata = {

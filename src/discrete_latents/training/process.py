@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import os
+import platform
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -74,3 +75,12 @@ def training_process(out_dir: Path, device: torch.device, num_threads: int, stop
             # gloo down during interpreter exit, which aborts the process (SIGABRT).
             gc.collect()
             torch.distributed.destroy_process_group()
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo, e.g. "AMD EPYC"), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            return next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
