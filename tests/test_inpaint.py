@@ -20,12 +20,7 @@ TINY = {"causal_transformer": {"n_layer": 1, "n_head": 2, "n_embd": 16},
 NAMES = PRIORS.names()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_prior(name: str, num_classes: int = 3, **overrides: object) -> BasePrior:

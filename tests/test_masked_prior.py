@@ -31,12 +31,7 @@ GRID = (4, 5)
 L = GRID[0] * GRID[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_prior(num_classes: int = 0, **overrides: object) -> MaskedPrior:

@@ -26,13 +26,7 @@ NAMES = PRIORS.names()
 RASTER = [name for name in NAMES if PRIORS.get(name).raster_order]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: intra-op threads only add synchronisation (100x slower on a busy 2-core box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_prior(name: str, num_classes: int = 0, label_dropout: float = 0.1, **overrides: object) -> BasePrior:

@@ -21,12 +21,7 @@ K = 16
 TINY_FLOAT = float(np.finfo(np.float32).smallest_subnormal)  # 1.4e-45: anything below rounds to 0 in float32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def conditional_prior() -> CausalPrior:
