@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from bench_masked import judge, load_classifier
+from bench_masked import judge, load_classifier, markdown
 from sample_quality import classify
 
 from discrete_latents import VQVAEPipeline, pretrained_path
@@ -81,12 +81,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     header = (f"{cpu_name()}, {args.threads} torch threads, torch {torch.__version__}; batch {args.batch_size},"
               f" AdamW peak {args.lr}, bf16; {args.num_samples} samples, labels drawn by class frequency;"
               " masked prior at 8 steps; test nats per code: the causal prior's NLL, the masked prior's upper bound")
-    columns = list(rows[0])
-    table = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    table += ["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows]
     print(json.dumps({"machine": header, "rows": rows}, indent=2))
     if args.out:
-        args.out.write_text("\n".join([header, "", *table, ""]))
+        args.out.write_text("\n".join([header, "", markdown("Same budget, both priors", rows)]))
     return {"machine": header, "rows": rows}
 
 

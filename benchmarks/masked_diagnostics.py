@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from bench_masked import load_classifier
+from bench_masked import load_classifier, markdown
 from einops import rearrange
 from sample_quality import classify, frechet_distance
 from torch import Tensor
@@ -95,13 +95,7 @@ def inpainting(pipe: VQVAEPipeline, model: torch.nn.Module, images: Tensor, labe
     top = pairs.flatten().topk(4)
     return {"same_class_share": round(float((predicted == labels).float().mean()), 3),
             "top_confusions (digit->completion: count)": ", ".join(
-                f"{int(i) // 10}->{int(i) % 10}: {int(c)}" for c, i in zip(top.values, top.indices))}
-
-
-def table(rows: list[dict[str, object]]) -> list[str]:
-    columns = list(rows[0])
-    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
-            *["| " + " | ".join(str(row[c]) for c in columns) + " |" for row in rows], ""]
+                f"{int(i) // 10}->{int(i) % 10}: {int(c)}" for c, i in zip(top.values, top.indices) if c > 0)}
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -148,11 +142,11 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     print(json.dumps(result, indent=2))
     if args.out:
         nll = result["bottom_rows_nll_nats"]
-        text = [str(result["machine"]), "", f"### Sampler rules, {args.num_samples} samples", "", *table(samplers),
-                f"### Bottom three code rows given the top four, {args.num_grids} test digits, no label (nats)", "",
-                *table([{"prior": k, "nll": v} for k, v in nll.items()]),  # type: ignore[attr-defined]
-                f"### Inpainting the bottom 12 pixel rows, {args.num_grids} test digits", "",
-                *table(result["inpainting"])]  # type: ignore[arg-type]
+        text = [str(result["machine"]), "", markdown(f"Sampler rules, {args.num_samples} samples", samplers),
+                markdown(f"Bottom three code rows given the top four, {args.num_grids} test digits, no label (nats)",
+                         [{"prior": k, "nll": v} for k, v in nll.items()]),  # type: ignore[attr-defined]
+                markdown(f"Inpainting the bottom 12 pixel rows, {args.num_grids} test digits",
+                         result["inpainting"])]  # type: ignore[arg-type]
         args.out.write_text("\n".join(text))
     return result
 
