@@ -29,6 +29,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from sample_quality import Classifier, classify, frechet_distance, train_classifier
@@ -54,6 +55,25 @@ def load_classifier(path: Path, images: Tensor, labels: Tensor) -> Classifier:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_safetensors(path, model.state_dict())
     return model
+
+
+class MnistJudge(NamedTuple):
+    """MNIST's splits, the project's classifier and its features of the test set."""
+
+    train_x: Tensor
+    train_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
+    model: Classifier
+    test_features: Tensor
+
+
+def mnist_judge(data_dir: str, classifier: Path) -> MnistJudge:
+    """Load MNIST and the classifier (trained once and cached at ``classifier``); embed the test set."""
+    train_x, train_y = load_mnist(data_dir, "train")
+    test_x, test_y = load_mnist(data_dir, "test")
+    model = load_classifier(classifier, train_x, train_y)
+    return MnistJudge(train_x, train_y, test_x, test_y, model, classify(model, test_x.float() / 255)[1])
 
 
 def judge(model: Classifier, images: Tensor, test_features: Tensor) -> dict[str, object]:
@@ -196,10 +216,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    train_x, train_y = load_mnist(args.data_dir, "train")
-    test_x, test_y = load_mnist(args.data_dir, "test")
-    model = load_classifier(args.classifier, train_x, train_y)
-    test_features = classify(model, test_x.float() / 255)[1]
+    train_x, train_y, test_x, test_y, model, test_features = mnist_judge(args.data_dir, args.classifier)
     pipes = {name: VQVAEPipeline.from_pretrained(source if Path(source).exists() else pretrained_path(source))
              for name, source in (("causal", args.causal), ("masked", args.masked))}
     header = (f"{cpu_name()}, {args.threads} torch threads (latency: also 1), torch {torch.__version__}")

@@ -19,11 +19,9 @@ import tempfile
 from pathlib import Path
 
 import torch
-from bench_masked import judge, load_classifier, markdown
-from sample_quality import classify
+from bench_masked import judge, markdown, mnist_judge
 
 from discrete_latents import VQVAEPipeline, pretrained_path
-from discrete_latents.datasets import load_mnist
 from discrete_latents.training import TrainConfig, Trainer
 from discrete_latents.training.process import cpu_name
 
@@ -61,10 +59,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    train_x, train_y = load_mnist(args.data_dir, "train")
-    test_x, _ = load_mnist(args.data_dir, "test")
-    model = load_classifier(args.classifier, train_x, train_y)
-    test_features = classify(model, test_x.float() / 255)[1]
+    train_x, _, _, _, model, test_features = mnist_judge(args.data_dir, args.classifier)
     steps = args.epochs * (len(train_x) // args.batch_size)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

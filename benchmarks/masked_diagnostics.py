@@ -27,14 +27,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from bench_masked import load_classifier, markdown
+from bench_masked import markdown, mnist_judge
 from einops import rearrange
 from sample_quality import classify, frechet_distance
 from torch import Tensor
 
 from discrete_latents import MaskedPrior, VQVAEPipeline, pretrained_path
 from discrete_latents._sampling import sample_logits
-from discrete_latents.datasets import load_mnist
 from discrete_latents.training.process import cpu_name
 
 KEPT_CODE_ROWS = 4  # of 7: pixel rows 0-15 kept
@@ -108,10 +107,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    train_x, train_y = load_mnist(args.data_dir, "train")
-    test_x, test_y = load_mnist(args.data_dir, "test")
-    model = load_classifier(args.classifier, train_x, train_y)
-    test_features = classify(model, test_x.float() / 255)[1]
+    _, _, test_x, test_y, model, test_features = mnist_judge(args.data_dir, args.classifier)
     causal_pipe = VQVAEPipeline.from_pretrained(pretrained_path("mnist"))
     masked_pipe = VQVAEPipeline.from_pretrained(pretrained_path("mnist_masked"))
     masked: MaskedPrior = masked_pipe.prior.eval()  # type: ignore[assignment]
