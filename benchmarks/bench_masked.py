@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    train_x, train_y, test_x, test_y, model, test_features = mnist_judge(args.data_dir, args.classifier)
+    train_x, _, test_x, test_y, model, test_features = mnist_judge(args.data_dir, args.classifier)
     pipes = {name: VQVAEPipeline.from_pretrained(source if Path(source).exists() else pretrained_path(source))
              for name, source in (("causal", args.causal), ("masked", args.masked))}
     header = (f"{cpu_name()}, {args.threads} torch threads (latency: also 1), torch {torch.__version__}")

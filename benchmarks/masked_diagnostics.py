@@ -37,6 +37,7 @@ from discrete_latents._sampling import sample_logits
 from discrete_latents.training.process import cpu_name
 
 KEPT_CODE_ROWS = 4  # of 7: pixel rows 0-15 kept
+PIXELS_PER_CODE = 4  # 28 pixels over 7 codes
 
 
 @torch.no_grad()
@@ -84,7 +85,7 @@ def bottom_rows_nll(causal: torch.nn.Module, masked: MaskedPrior, codes: Tensor)
 def inpainting(pipe: VQVAEPipeline, model: torch.nn.Module, images: Tensor, labels: Tensor,
                given: bool) -> dict[str, object]:
     mask = torch.zeros(len(images), 1, 28, 28, dtype=torch.bool)
-    mask[:, :, KEPT_CODE_ROWS * 4:] = True
+    mask[:, :, KEPT_CODE_ROWS * PIXELS_PER_CODE:] = True
     completions = pipe.inpaint(images, mask, labels=labels if given else None,
                                generator=torch.Generator().manual_seed(0))
     predicted = classify(model, completions)[0].argmax(-1)
