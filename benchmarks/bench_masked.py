@@ -86,6 +86,12 @@ def judge(model: Classifier, images: Tensor, test_features: Tensor) -> dict[str,
                                                                                          / len(images), 4)}
 
 
+def generate_seeded(pipe: VQVAEPipeline, num: int, seed: int, steps: int | None = None) -> Tensor:
+    """``num`` images from ``pipe`` in batches of 1,000, all drawn from one generator seeded with ``seed``."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.cat([pipe.generate(min(1000, num - i), generator=generator, steps=steps) for i in range(0, num, 1000)])
+
+
 def sample_quality(pipes: dict[str, VQVAEPipeline], model: Classifier, test_features: Tensor, num: int,
                    seed: int, train: Tensor) -> list[dict[str, object]]:
     # The floor a perfect sampler would reach: real training digits against the test set.
@@ -94,10 +100,8 @@ def sample_quality(pipes: dict[str, VQVAEPipeline], model: Classifier, test_feat
     settings: list[tuple[str, str, int | None]] = [("causal", "causal", None)]
     settings += [(f"masked, {steps} steps", "masked", steps) for steps in (4, 8, 12)]
     for name, pipe_name, steps in settings:
-        generator = torch.Generator().manual_seed(seed)
         started = time.perf_counter()
-        samples = torch.cat([pipes[pipe_name].generate(min(1000, num - i), generator=generator, steps=steps)
-                             for i in range(0, num, 1000)])
+        samples = generate_seeded(pipes[pipe_name], num, seed, steps)
         rows.append({"prior": name, **judge(model, samples, test_features),
                      "sampling_s": round(time.perf_counter() - started, 1)})
     return rows

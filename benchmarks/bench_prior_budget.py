@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from bench_masked import judge, markdown, mnist_judge
+from bench_masked import generate_seeded, judge, markdown, mnist_judge
 
 from discrete_latents import VQVAEPipeline, pretrained_path
 from discrete_latents.training import TrainConfig, Trainer
@@ -39,10 +39,7 @@ def train(kind: str, args: argparse.Namespace, out_dir: Path) -> tuple[VQVAEPipe
 
 def quality(pipe: VQVAEPipeline, model: torch.nn.Module, test_features: torch.Tensor, num: int,
             seed: int) -> dict[str, object]:
-    generator = torch.Generator().manual_seed(seed)
-    steps = {"steps": 8} if not pipe.prior.raster_order else {}
-    samples = torch.cat([pipe.generate(min(1000, num - i), generator=generator, **steps)
-                         for i in range(0, num, 1000)])
+    samples = generate_seeded(pipe, num, seed, None if pipe.prior.raster_order else 8)
     return judge(model, samples, test_features)  # type: ignore[arg-type]
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from bench_masked import markdown, mnist_judge
+from bench_masked import generate_seeded, markdown, mnist_judge
 from einops import rearrange
 from sample_quality import classify, frechet_distance
 from torch import Tensor
@@ -123,9 +123,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             images.append(masked_pipe.decode(sample_with_rule(masked, labels, steps, rule, generator)))
         features = classify(model, torch.cat(images))[1]
         samplers.append({"steps": steps, "rule": rule, "frechet": round(frechet_distance(features, test_features), 3)})
-    generator = torch.Generator().manual_seed(0)
-    causal_images = torch.cat([causal_pipe.generate(min(1000, args.num_samples - s), generator=generator)
-                               for s in range(0, args.num_samples, 1000)])
+    causal_images = generate_seeded(causal_pipe, args.num_samples, seed=0)
     samplers.append({"steps": 49, "rule": "causal prior (raster order, exact)",
                      "frechet": round(frechet_distance(classify(model, causal_images)[1], test_features), 3)})
     result["samplers"] = samplers
